@@ -1,0 +1,65 @@
+"""xmonbridge: phone and SMS alerting for Nagios-based monitors through Twilio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: config, extensions, blueprints and CLI."""
+    instance = os.environ.get("XMONBRIDGE_INSTANCE")
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=str(Path(instance).resolve()) if instance else None,
+    )
+    from .config import Defaults
+
+    app.config.from_object(Defaults)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        for name in ("DATABASE_URL", "TWILIO_MODE", "TWILIO_API_BASE"):
+            if os.environ.get(name):
+                key = "SQLALCHEMY_DATABASE_URI" if name == "DATABASE_URL" else name
+                app.config[key] = os.environ[name]
+        app.config.from_prefixed_env("XMONBRIDGE")
+    else:
+        app.config.from_mapping(test_config)
+
+    from . import keys
+
+    keys.load(app)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'xmonbridge.sqlite'}"
+    if app.config["TWILIO_MODE"] not in ("simulate", "live"):
+        raise RuntimeError("TWILIO_MODE must be 'simulate' or 'live'")
+
+    from .extensions import bootstrap, csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    bootstrap.init_app(app)
+
+    from . import cli, db_setup, filters, layout
+
+    db_setup.init_app(app)
+    filters.init_app(app)
+    layout.init_app(app)
+    cli.init_app(app)
+
+    from .approvals import bp as approvals_bp
+    from .auth import bp as auth_bp
+    from .twilio_accounts import bp as twilio_accounts_bp
+    from .users import bp as users_bp
+    from .xmon_settings import bp as xmon_settings_bp
+
+    for bp in (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, approvals_bp):
+        app.register_blueprint(bp)
+    return app

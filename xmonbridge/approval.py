@@ -1,0 +1,233 @@
+"""Approval of Twilio 連携設定 changes (R4), generic over every configuration kind.
+
+A form's 「作成」/「編集」/「削除」 records a PendingChange and leaves the configuration
+tables untouched; only approve() writes them. So every other module, reading those
+tables, sees approved state only. 「作成と承認」/「編集と承認」 record and approve at once,
+for users with 承認権限.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import abort
+from sqlalchemy import select
+
+from .extensions import db
+from .models import (
+    ACTION_CREATE,
+    ACTION_DELETE,
+    ACTION_UPDATE,
+    STATUS_APPROVED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    PendingChange,
+    User,
+    utcnow,
+)
+
+SECRET_CHANGED = "変更あり"
+SECRET_SET = "設定あり"
+SECRET_UNCHANGED = "変更なし"
+
+
+class ApprovalError(Exception):
+    """A change that cannot be applied; str() is the Japanese reason."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a configuration kind, as shown in diffs."""
+
+    name: str
+    label: str
+    secret: bool = False
+    # Turns a stored value into text for the diff (ids into names, lists into lines).
+    show: Callable[[Any], str] | None = None
+
+    def text(self, value: Any) -> str:
+        """Return the value as shown in a diff."""
+        if self.show is not None:
+            return self.show(value)
+        if value is None or value == "":
+            return "(未設定)"
+        return str(value)
+
+
+@dataclass(frozen=True)
+class ConfigKind:
+    """A configuration object type that goes through approval."""
+
+    key: str
+    label: str
+    model: type
+    fields: tuple[Field, ...]
+    # Endpoint of the object's detail page, called with id=.
+    detail_endpoint: str
+    # Read the current values of an object (default: its attributes).
+    snapshot: Callable[[Any], dict[str, Any]] | None = None
+    # Write values into an object (default: setattr per field).
+    apply: Callable[[Any, dict[str, Any]], None] | None = None
+    # Return a Japanese reason when the change must not be applied now, else None.
+    check: Callable[[str, Any, dict[str, Any]], str | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def values_of(self, obj: Any) -> dict[str, Any]:
+        """Current values of obj, keyed by field name."""
+        if self.snapshot is not None:
+            return self.snapshot(obj)
+        return {f.name: getattr(obj, f.name) for f in self.fields}
+
+    def write(self, obj: Any, values: dict[str, Any]) -> None:
+        """Write values into obj."""
+        if self.apply is not None:
+            self.apply(obj, values)
+            return
+        for f in self.fields:
+            if f.name in values:
+                setattr(obj, f.name, values[f.name])
+
+
+REGISTRY: dict[str, ConfigKind] = {}
+
+
+def register(kind: ConfigKind) -> ConfigKind:
+    """Make a kind known to the 承認待ち screen."""
+    REGISTRY[kind.key] = kind
+    return kind
+
+
+@dataclass
+class DiffRow:
+    """One line of a change's field-by-field comparison."""
+
+    label: str
+    before: str
+    after: str
+    changed: bool
+
+
+def request_change(
+    kind: ConfigKind, action: str, user: User, values: dict[str, Any] | None = None, obj: Any = None
+) -> PendingChange:
+    """Record a pending create, update or delete; the configuration stays as it was."""
+    values = dict(values or {})
+    if action == ACTION_UPDATE and obj is not None:
+        # Keep only what differs, so the diff and the later apply touch nothing else.
+        current = kind.values_of(obj)
+        secrets = {f.name for f in kind.fields if f.secret}
+        values = {k: v for k, v in values.items() if k in secrets or current.get(k) != v}
+    name = values.get("name") or (getattr(obj, "name", "") if obj is not None else "")
+    change = PendingChange(
+        kind=kind.key,
+        action=action,
+        target_id=getattr(obj, "id", None),
+        target_name=str(name),
+        requested_by_id=user.id,
+    )
+    change.data = values
+    db.session.add(change)
+    db.session.flush()
+    return change
+
+
+def approve(change: PendingChange, user: User) -> Any:
+    """Apply a pending change to the configuration tables and mark it approved."""
+    if not user.is_approver:
+        abort(403)
+    if change.status != STATUS_PENDING:
+        raise ApprovalError("この変更は既に処理されています。")
+    kind = REGISTRY[change.kind]
+    values = change.data
+    obj = None
+    if change.action != ACTION_CREATE:
+        obj = db.session.get(kind.model, change.target_id)
+        if obj is None:
+            raise ApprovalError(f"対象の{kind.label}は既に削除されています。")
+    if kind.check is not None:
+        reason = kind.check(change.action, obj, values)
+        if reason:
+            raise ApprovalError(reason)
+    if change.action == ACTION_CREATE:
+        obj = kind.model()
+        kind.write(obj, values)
+        db.session.add(obj)
+    elif change.action == ACTION_UPDATE:
+        kind.write(obj, values)
+    elif change.action == ACTION_DELETE:
+        db.session.delete(obj)
+    db.session.flush()
+    if change.action == ACTION_CREATE:
+        change.target_id = obj.id
+    change.status = STATUS_APPROVED
+    change.decided_by_id = user.id
+    change.decided_at = utcnow()
+    return obj
+
+
+def reject(change: PendingChange, user: User) -> None:
+    """Discard a pending change."""
+    if not user.is_approver:
+        abort(403)
+    if change.status != STATUS_PENDING:
+        raise ApprovalError("この変更は既に処理されています。")
+    change.status = STATUS_REJECTED
+    change.decided_by_id = user.id
+    change.decided_at = utcnow()
+
+
+def submit(
+    kind: ConfigKind,
+    action: str,
+    user: User,
+    approve_now: bool,
+    values: dict[str, Any] | None = None,
+    obj: Any = None,
+) -> tuple[PendingChange, Any]:
+    """Record a change and, for 「…と承認」, approve it at once (approvers only)."""
+    if approve_now and not user.is_approver:
+        abort(403)
+    change = request_change(kind, action, user, values, obj)
+    applied = approve(change, user) if approve_now else None
+    return change, applied
+
+
+def diff(change: PendingChange) -> list[DiffRow]:
+    """Compare a change with the running configuration, field by field; secrets hidden."""
+    kind = REGISTRY[change.kind]
+    obj = db.session.get(kind.model, change.target_id) if change.target_id else None
+    current = kind.values_of(obj) if obj is not None and change.status == STATUS_PENDING else {}
+    proposed = change.data
+    rows = []
+    for f in kind.fields:
+        if f.secret:
+            if change.action == ACTION_DELETE:
+                continue
+            has_new = bool(proposed.get(f.name))
+            if change.action == ACTION_CREATE:
+                rows.append(DiffRow(f.label, "", SECRET_SET if has_new else "(未設定)", has_new))
+            else:
+                rows.append(DiffRow(f.label, "", SECRET_CHANGED if has_new else SECRET_UNCHANGED, has_new))
+            continue
+        before = f.text(current[f.name]) if f.name in current else ""
+        if change.action == ACTION_DELETE:
+            rows.append(DiffRow(f.label, before, "", True))
+        elif f.name in proposed:
+            after = f.text(proposed[f.name])
+            rows.append(DiffRow(f.label, before, after, before != after))
+        else:
+            rows.append(DiffRow(f.label, before, before, False))
+    return rows
+
+
+def pending_for(kind: ConfigKind) -> list[PendingChange]:
+    """Pending changes of one kind, oldest first."""
+    return list(
+        db.session.scalars(
+            select(PendingChange)
+            .where(PendingChange.kind == kind.key, PendingChange.status == STATUS_PENDING)
+            .order_by(PendingChange.id)
+        )
+    )

@@ -1,0 +1,108 @@
+"""The `xmonbridge` console script: init, create-user, serve (plus Flask's own commands)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from flask_migrate import upgrade
+from sqlalchemy import select
+
+from . import create_app, keys, phone
+from .extensions import db
+from .models import User
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create the instance folder, generate keys (mode 0600) and apply migrations; idempotent."""
+    created = keys.ensure(current_app)
+    upgrade(directory=current_app.extensions["migrate"].directory)
+    for path in created:
+        click.echo(f"created {path}")
+    click.echo(f"xmonbridge instance ready in {current_app.instance_path}")
+
+
+@click.command("create-user")
+@click.argument("login")
+@click.option("--password", help="Password; generated and printed when omitted.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--admin", is_flag=True, help="Grant 管理者.")
+@click.option("--approver", is_flag=True, help="Grant 承認権限.")
+@click.option("--phone", "phone_number", help="Phone number with country code, e.g. +81-90-0123-0001.")
+@click.option("--no-login", is_flag=True, help="A notification target who cannot log in.")
+@click.option("--if-missing", is_flag=True, help="Do nothing (exit 0) when LOGIN exists.")
+@with_appcontext
+def create_user_command(
+    login: str,
+    password: str | None,
+    name: str,
+    admin: bool,
+    approver: bool,
+    phone_number: str | None,
+    no_login: bool,
+    if_missing: bool,
+) -> None:
+    """Create a user without prompting, for scripts and the first administrator."""
+    if db.session.scalar(select(User).where(User.login == login)) is not None:
+        if if_missing:
+            click.echo(f"user {login} already exists; nothing changed")
+            return
+        raise click.ClickException(f"user {login} already exists")
+    user = User(login=login, name=name, is_admin=admin, is_approver=approver, login_disabled=no_login)
+    if phone_number:
+        try:
+            user.phone = phone.to_e164(phone_number)
+        except phone.PhoneNumberError as exc:
+            raise click.BadParameter(str(exc), param_hint="--phone") from exc
+    generated = None
+    if password is None and not no_login:
+        password = generated = secrets.token_urlsafe(12)
+    if password:
+        user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"created user {login}" + (" (admin)" if admin else "") + (" (approver)" if approver else ""))
+    if generated:
+        click.echo(f"password: {generated}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve_command(host: str, port: int, workers: int) -> None:
+    """Serve xmonbridge with gunicorn in this process."""
+    from gunicorn.app.base import BaseApplication
+
+    app = create_app()
+    keys.require(app)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Flask:
+            return app
+
+    click.echo(f"xmonbridge on http://{host}:{port} (TWILIO_MODE={app.config['TWILIO_MODE']})")
+    Server().run()
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands on the app (and so on `flask --app xmonbridge`)."""
+    for command in (init_command, create_user_command, serve_command):
+        app.cli.add_command(command)
+
+
+def _create_app(*_args: Any) -> Flask:
+    return create_app()
+
+
+main = FlaskGroup(create_app=_create_app, add_default_commands=True, help="xmonbridge command line.")

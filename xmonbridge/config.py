@@ -1,0 +1,36 @@
+"""Default configuration; overridden by instance/config.py and XMONBRIDGE_* variables."""
+
+from __future__ import annotations
+
+
+class Defaults:
+    """Built-in defaults, one comment per key."""
+
+    # Signs session cookies; generated into instance/secret_key by `xmonbridge init`.
+    SECRET_KEY: str | None = None
+    # Encrypts Twilio AUTH TOKENs at rest; generated into instance/fernet.key by `xmonbridge init`.
+    FERNET_KEY: str | None = None
+    # SQLAlchemy URL; None means instance/xmonbridge.sqlite (DATABASE_URL overrides it).
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    # `simulate` sends nothing to Twilio; `live` uses the Twilio REST API.
+    TWILIO_MODE = "simulate"
+    # Twilio REST base URL; tests point it at a fake Twilio on 127.0.0.1.
+    TWILIO_API_BASE = "https://api.twilio.com"
+    # Seconds to wait for Twilio to accept a connection and to answer.
+    TWILIO_CONNECT_TIMEOUT = 5.0
+    TWILIO_READ_TIMEOUT = 15.0
+    # Bootstrap CSS/JS come from the package, never from a CDN.
+    BOOTSTRAP_SERVE_LOCAL = True
+    # WTForms built-in messages in Japanese via Meta.locales, not flask-babel.
+    WTF_I18N_ENABLED = False
+    # Session cookie hardening; Secure is decided per request from the X-MON URL.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    # Failed logins for one name within LOGIN_WINDOW_SECONDS before it is locked.
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_WINDOW_SECONDS = 900
+    LOGIN_LOCK_SECONDS = 300
+    # Largest request body accepted, in bytes.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    # Rows per page in lists.
+    PAGE_SIZE = 50

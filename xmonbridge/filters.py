@@ -1,0 +1,24 @@
+"""Jinja filters: JST times and phone numbers as the manual writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Flask
+
+from . import phone
+
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def jst(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Format a naive UTC datetime in Japan time."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=timezone.utc).astimezone(JST).strftime(fmt)
+
+
+def init_app(app: Flask) -> None:
+    """Register the filters."""
+    app.add_template_filter(jst, "jst")
+    app.add_template_filter(phone.display, "phone")

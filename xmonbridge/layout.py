@@ -1,0 +1,67 @@
+"""What every page shares: menus, the Twilio mode, the pending count, cookie security."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, render_template
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError
+from flask_login import current_user
+
+from .models import PendingChange, XmonSettings
+
+# Top menu inside Twilio 連携設定, in the manual's order; features append their tab here.
+TWILIO_TABS: list[tuple[str, str]] = [
+    ("twilio_accounts.index", "Twilio アカウント情報"),
+    ("approvals.index", "承認待ち"),
+]
+
+MODE_LABELS = {"simulate": "シミュレーションモード", "live": "ライブモード"}
+
+
+def xmon_url() -> str | None:
+    """The configured X-MON URL, read once per request."""
+    if "xmon_url" not in g:
+        g.xmon_url = XmonSettings.get().xmon_url
+    return g.xmon_url
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Mark the session cookie Secure when the public X-MON URL is https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        url = xmon_url()
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or bool(url and url.startswith("https://"))
+
+
+def _context() -> dict[str, Any]:
+    from flask import current_app
+
+    mode = current_app.config["TWILIO_MODE"]
+    pending = PendingChange.pending_count() if current_user.is_authenticated else 0
+    return {
+        "twilio_mode": mode,
+        "twilio_mode_label": MODE_LABELS.get(mode, mode),
+        "pending_count": pending,
+        "twilio_tab_list": TWILIO_TABS,
+    }
+
+
+def _error_page(code: int, message: str) -> Any:
+    def handler(_error: Exception) -> Any:
+        return render_template("error.html", code=code, message=message), code
+
+    return handler
+
+
+def init_app(app: Flask) -> None:
+    """Install the context processor, the session interface and error pages."""
+    app.context_processor(_context)
+    app.session_interface = SessionInterface()
+    app.register_error_handler(403, _error_page(403, "この操作を行う権限がありません。"))
+    app.register_error_handler(404, _error_page(404, "ページが見つかりません。"))
+    app.register_error_handler(
+        CSRFError, _error_page(400, "フォームの有効期限が切れたか、不正な送信です。画面を開き直してやり直してください。")
+    )
+    app.register_error_handler(413, _error_page(413, "送信されたデータが大きすぎます。"))

@@ -1,0 +1,92 @@
+"""Twilio アカウント情報 form (table 1), the same for 新規作成 and 編集."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from .. import secretbox
+from ..extensions import db
+from ..forms import BaseForm, HttpUrl, blank_to_none, strip
+from ..models import ACTION_CREATE, STATUS_PENDING, PendingChange, TwilioAccount
+from .kind import KIND
+
+
+def _lower_hex(value: Any) -> Any:
+    # SIDs are "AC" + lowercase hex; accept upper-case hex as typed from elsewhere.
+    if isinstance(value, str) and len(value) == 34 and value[:2].upper() == "AC":
+        return "AC" + value[2:].lower()
+    return value
+
+
+class TwilioAccountForm(BaseForm):
+    """名称, ACCOUNT SID, AUTH TOKEN, TwiML Bin URL, with 作成 / 作成と承認."""
+
+    name = StringField("名称", validators=[DataRequired(), Length(max=128)], filters=[strip])
+    account_sid = StringField(
+        "ACCOUNT SID",
+        validators=[
+            DataRequired(),
+            Regexp(r"^AC[0-9a-f]{32}$", message="ACCOUNT SID は「AC」と32桁の16進数で入力してください。"),
+        ],
+        filters=[strip, _lower_hex],
+    )
+    # PasswordField never renders its value back into the page.
+    auth_token = PasswordField(
+        "AUTH TOKEN",
+        validators=[
+            Optional(),
+            Regexp(r"^[0-9a-fA-F]{32}$", message="AUTH TOKEN は32桁の16進数で入力してください。"),
+        ],
+        filters=[strip],
+    )
+    twiml_bin_url = StringField(
+        "TwiML Bin URL",
+        validators=[Optional(), Length(max=2048), HttpUrl(https_only=True)],
+        filters=[strip, blank_to_none],
+        description="空欄のまま登録し、後から設定することもできます。",
+    )
+    submit = SubmitField("作成")
+    submit_approve = SubmitField("作成と承認")
+
+    def __init__(self, *args: Any, account: TwilioAccount | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, obj=account, **kwargs)
+        self.account = account
+        if account is not None:
+            self.submit.label.text = "編集"
+            self.submit_approve.label.text = "編集と承認"
+            self.auth_token.description = "空欄のままにすると変更しません。"
+
+    def validate_name(self, field: StringField) -> None:
+        """Refuse a name that an account, or an account waiting to be created, has."""
+        other = db.session.scalar(select(TwilioAccount).where(TwilioAccount.name == field.data))
+        if other is not None and other is not self.account:
+            raise ValidationError("この名称は既に使われています。")
+        for change in db.session.scalars(
+            select(PendingChange).where(
+                PendingChange.kind == KIND.key,
+                PendingChange.status == STATUS_PENDING,
+                PendingChange.action == ACTION_CREATE,
+            )
+        ):
+            if change.data.get("name") == field.data:
+                raise ValidationError("この名称で作成を承認待ちの Twilio アカウント情報があります。")
+
+    def validate_auth_token(self, field: PasswordField) -> None:
+        """Require the token on 新規作成."""
+        if self.account is None and not field.data:
+            raise ValidationError("このフィールドは必須です。")
+
+    def values(self) -> dict[str, Any]:
+        """The proposed values; the token leaves the form only encrypted."""
+        values: dict[str, Any] = {
+            "name": self.name.data,
+            "account_sid": self.account_sid.data,
+            "twiml_bin_url": self.twiml_bin_url.data,
+        }
+        if self.auth_token.data:
+            values["auth_token_encrypted"] = secretbox.encrypt(self.auth_token.data.lower())
+        return values

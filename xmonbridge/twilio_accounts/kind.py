@@ -1,0 +1,38 @@
+"""Twilio アカウント情報 as a configuration kind that goes through approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ..approval import ConfigKind, Field, register
+from ..extensions import db
+from ..models import ACTION_DELETE, TwilioAccount
+
+
+def _check(action: str, obj: Any, values: dict[str, Any]) -> str | None:
+    """Refuse to apply a change that would make two accounts share a name."""
+    if action == ACTION_DELETE or "name" not in values:
+        return None
+    other = db.session.scalar(select(TwilioAccount).where(TwilioAccount.name == values["name"]))
+    if other is not None and other is not obj:
+        return f"名称「{values['name']}」の Twilio アカウント情報が既に存在するため、適用できません。"
+    return None
+
+
+KIND = register(
+    ConfigKind(
+        key="twilio_account",
+        label="Twilio アカウント情報",
+        model=TwilioAccount,
+        fields=(
+            Field("name", "名称"),
+            Field("account_sid", "ACCOUNT SID"),
+            Field("auth_token_encrypted", "AUTH TOKEN", secret=True),
+            Field("twiml_bin_url", "TwiML Bin URL"),
+        ),
+        detail_endpoint="twilio_accounts.show",
+        check=_check,
+    )
+)

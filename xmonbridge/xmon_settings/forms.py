@@ -1,0 +1,26 @@
+"""X-MON 設定 form."""
+
+from __future__ import annotations
+
+from wtforms import SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from ..forms import BaseForm, HttpUrl, strip
+from ..models import VOICES
+
+
+def _no_trailing_slash(value: str | None) -> str | None:
+    return value.rstrip("/") if isinstance(value, str) else value
+
+
+class XmonSettingsForm(BaseForm):
+    """The public URL Twilio reaches, and the voice that reads messages."""
+
+    xmon_url = StringField(
+        "X-MON URL",
+        validators=[DataRequired(), Length(max=2048), HttpUrl()],
+        filters=[strip, _no_trailing_slash],
+        description="外部ネットワーク(Twilio)からアクセス可能な URL(例: https://xmon.example.com)",
+    )
+    voice = SelectField("読み上げ音声", choices=VOICES, validators=[DataRequired()])
+    submit = SubmitField("設定を反映")
