@@ -75,10 +75,13 @@ class TwilioAccountForm(BaseForm):
             if change.data.get("name") == field.data:
                 raise ValidationError("この名称で作成を承認待ちの Twilio アカウント情報があります。")
 
-    def validate_auth_token(self, field: PasswordField) -> None:
-        """Require the token on 新規作成."""
-        if self.account is None and not field.data:
-            raise ValidationError("このフィールドは必須です。")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Also require the token on 新規作成 (Optional() skips blanks on 編集)."""
+        ok = super().validate(extra_validators)
+        if self.account is None and not self.auth_token.data:
+            self.auth_token.errors.append("このフィールドは必須です。")
+            ok = False
+        return ok
 
     def values(self) -> dict[str, Any]:
         """The proposed values; the token leaves the form only encrypted."""

@@ -64,10 +64,13 @@ class UserForm(BaseForm):
         if other is not None and other is not self.user:
             raise ValidationError("このログイン名は既に使われています。")
 
-    def validate_password(self, field: PasswordField) -> None:
-        """Require a password for a new user who may log in."""
-        if self.user is None and not field.data and not self.login_disabled.data:
-            raise ValidationError("ログインを許可するユーザにはパスワードを入力してください。")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Also require a password for a new user who may log in (Optional() skips blanks)."""
+        ok = super().validate(extra_validators)
+        if self.user is None and not self.password.data and not self.login_disabled.data:
+            self.password.errors.append("ログインを許可するユーザにはパスワードを入力してください。")
+            ok = False
+        return ok
 
     def save_to(self, user: User) -> None:
         """Copy the form's values into user (the password only when one was typed)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import SelectField, StringField, SubmitField
+from wtforms import SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from ..forms import BaseForm, HttpUrl, strip
@@ -22,5 +22,10 @@ class XmonSettingsForm(BaseForm):
         filters=[strip, _no_trailing_slash],
         description="外部ネットワーク(Twilio)からアクセス可能な URL(例: https://xmon.example.com)",
     )
-    voice = SelectField("読み上げ音声", choices=VOICES, validators=[DataRequired()])
+    voice = SelectField(
+        "読み上げ音声",
+        choices=[SelectChoice(value, label) for value, label in VOICES],
+        validators=[DataRequired()],
+        description="電話で読み上げる音声です。TwiML Bin の TwiML にも使われます。",
+    )
     submit = SubmitField("設定を反映")

@@ -1,0 +1,144 @@
+"""ユーザ管理 (R2): list, create, show, edit, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from xmonbridge.extensions import db
+from xmonbridge.models import User
+from tests.conftest import AuthActions
+from tests.factories import make_user
+
+VALID = {
+    "login": "sato",
+    "name": "佐藤 翔太",
+    "password": "",
+    "login_disabled": "y",
+    "phone": "+81-90-0123-0001",
+    "email": "sato@example.com",
+    "mobile_email": "",
+}
+
+
+def _count() -> int:
+    return db.session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def _user(login: str) -> User | None:
+    db.session.expire_all()
+    return db.session.scalar(select(User).where(User.login == login))
+
+
+@pytest.mark.parametrize("typed", ["+81-90-0123-0001", "+819001230001", "+81 90 0123 0001"])
+def test_it_stores_e164_and_shows_hyphens(client: FlaskClient, logged_in: AuthActions, typed: str) -> None:
+    response = client.post("/admin/users/new", data={**VALID, "phone": typed})
+    assert response.status_code == 302
+    user = _user("sato")
+    assert user is not None and user.phone == "+819001230001"
+    assert user.login_disabled and user.password_hash is None
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<dd class="col-sm-8" id="user-phone">+81-90-0123-0001</dd>' in page
+    assert "+81-90-0123-0001" in client.get("/admin/users/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("phone", "090-0123-0001", "電話番号は国番号から入力してください"),
+        ("phone", "+81-90", "電話番号の形式が正しくありません"),
+        ("phone", "+81-abc", "電話番号の形式が正しくありません"),
+        ("login", "", "このフィールドは必須です。"),
+        ("login", "sa to", "ログイン名は半角英数字と _ . @ - で入力してください。"),
+        ("login", "admin", "このログイン名は既に使われています。"),
+        ("email", "not-an-address", "E-MAILアドレスの形式が正しくありません。"),
+        ("mobile_email", "x@", "E-MAILアドレスの形式が正しくありません。"),
+        ("password", "short", "パスワードは8文字以上128文字以内で入力してください。"),
+    ],
+)
+def test_it_refuses_bad_input_and_saves_nothing(
+    client: FlaskClient, logged_in: AuthActions, field: str, value: str, message: str
+) -> None:
+    before = _count()
+    page = client.post("/admin/users/new", data={**VALID, field: value}).get_data(as_text=True)
+    assert message in page
+    assert f'id="{field}-error"' in page
+    assert _count() == before
+
+
+def test_a_user_who_may_log_in_needs_a_password(client: FlaskClient, logged_in: AuthActions) -> None:
+    data = {k: v for k, v in VALID.items() if k != "login_disabled"}
+    page = client.post("/admin/users/new", data=data).get_data(as_text=True)
+    assert "ログインを許可するユーザにはパスワードを入力してください。" in page
+    assert _user("sato") is None
+
+
+def test_a_new_user_can_log_in_with_the_password(client: FlaskClient, logged_in: AuthActions) -> None:
+    data = {k: v for k, v in VALID.items() if k != "login_disabled"}
+    client.post("/admin/users/new", data={**data, "password": "sato-pass-1", "is_admin": "y"})
+    logged_in.logout()
+    assert logged_in.login("sato", "sato-pass-1").headers["Location"] == "/admin/twilio/accounts/"
+
+
+def test_edit_keeps_the_password_when_blank(client: FlaskClient, logged_in: AuthActions) -> None:
+    user = make_user(login="tanaka", phone="+819001230002")
+    old_hash = user.password_hash
+    data: dict[str, Any] = {"login": "tanaka", "name": "田中", "password": "", "phone": "+81-3-1234-0001"}
+    response = client.post(f"/admin/users/{user.id}/edit", data=data)
+    assert response.status_code == 302
+    edited = _user("tanaka")
+    assert edited is not None and edited.password_hash == old_hash
+    assert edited.phone == "+81312340001" and edited.name == "田中"
+    page = client.get(f"/admin/users/{user.id}/edit").get_data(as_text=True)
+    assert 'value="+81312340001"' in page or 'value="+81-3-1234-0001"' in page
+    assert "編集" in page
+
+
+def test_edit_refuses_bad_input_and_changes_nothing(client: FlaskClient, logged_in: AuthActions) -> None:
+    user = make_user(login="tanaka", phone="+819001230002")
+    page = client.post(f"/admin/users/{user.id}/edit", data={"login": "tanaka", "phone": "03-1234-0001"})
+    assert "電話番号は国番号から入力してください" in page.get_data(as_text=True)
+    assert _user("tanaka").phone == "+819001230002"  # type: ignore[union-attr]
+
+
+def test_it_deletes_a_user(client: FlaskClient, logged_in: AuthActions) -> None:
+    user = make_user(login="tanaka")
+    response = client.post(f"/admin/users/{user.id}/delete")
+    assert response.headers["Location"] == "/admin/users/"
+    assert _user("tanaka") is None
+
+
+def test_nobody_deletes_themself(client: FlaskClient, logged_in: AuthActions, admin: User) -> None:
+    client.post(f"/admin/users/{admin.id}/delete")
+    page = client.get(f"/admin/users/{admin.id}").get_data(as_text=True)
+    assert "自分自身を削除することはできません。" in page
+    assert _user("admin") is not None
+
+
+def test_the_last_administrator_stays(client: FlaskClient, logged_in: AuthActions, admin: User) -> None:
+    other = make_user(login="other", is_admin=True)
+    # Two admins: one may go. Then the remaining one may not be demoted.
+    assert client.post(f"/admin/users/{other.id}/delete").headers["Location"] == "/admin/users/"
+    page = client.post(
+        f"/admin/users/{admin.id}/edit", data={"login": "admin", "is_approver": "y"}
+    ).get_data(as_text=True)
+    assert "最後の管理者を削除・無効化することはできません。" in page
+    assert _user("admin").is_admin  # type: ignore[union-attr]
+
+
+def test_every_field_has_a_label(client: FlaskClient, logged_in: AuthActions) -> None:
+    page = client.get("/admin/users/new").get_data(as_text=True)
+    for field_id, label in [
+        ("login", "ログイン名"),
+        ("password", "パスワード(X-MON ローカル認証)"),
+        ("login_disabled", "ログインを許可しない"),
+        ("phone", "連絡先電話番号(Twilio API連携)"),
+        ("email", "E-MAILアドレス"),
+        ("mobile_email", "携帯モバイル用E-MAILアドレス"),
+        ("is_admin", "管理者"),
+        ("is_approver", "承認権限"),
+    ]:
+        assert f'for="{field_id}">{label}</label>' in page
