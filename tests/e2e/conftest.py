@@ -45,6 +45,8 @@ SERVER_START_TIMEOUT = 30.0
 DEFAULT_TIMEOUT_MS = 10_000
 
 _SERVER_LOG = pytest.StashKey[Path]()
+_SERVER_CRASHED = pytest.StashKey[str]()
+_SCREENSHOTS = pytest.StashKey[Path]()
 
 
 def _cli() -> str:
@@ -85,16 +87,6 @@ def _run_cli(args: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
-def _terminal_write(config: pytest.Config, text: str) -> None:
-    """Write past output capturing (the fixture's teardown would otherwise swallow it)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(text)
-    else:  # pragma: no cover - only without the terminal plugin
-        print(text, file=sys.stderr)
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     """Attach the server's output to the report of every failing e2e test."""
@@ -103,6 +95,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     log = item.config.stash.get(_SERVER_LOG, None)
     if report.failed and log is not None and log.exists():
         report.sections.append(("xmonbridge serve output", log.read_text(errors="replace")[-20_000:]))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say where the screenshots are; show the server's output when something went wrong."""
+    folder = config.stash.get(_SCREENSHOTS, None)
+    if folder is not None:
+        count = len(list(folder.glob("*.png")))
+        terminalreporter.write_line(f"e2e screenshots ({count}): {folder}")
+    log = config.stash.get(_SERVER_LOG, None)
+    crashed = config.stash.get(_SERVER_CRASHED, "")
+    if log is not None and log.exists() and (crashed or exitstatus != 0):
+        terminalreporter.section(f"xmonbridge serve output{crashed}")
+        terminalreporter.write_line(log.read_text(errors="replace")[-20_000:])
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +139,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    failed_before = request.session.testsfailed
     try:
         _wait_until_up(proc, f"{base}/login", log_path)
         print(f"xmonbridge serving {base} from {instance}")
@@ -147,13 +151,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        crashed = proc.returncode not in (0, -15)
-        if crashed or request.session.testsfailed > failed_before:
-            _terminal_write(
-                request.config,
-                f"--- xmonbridge serve (exit {proc.returncode}) output ---\n"
-                + log_path.read_text(errors="replace")[-20_000:],
-            )
+        if proc.returncode not in (0, -15):
+            request.config.stash[_SERVER_CRASHED] = f" (exited {proc.returncode})"
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
@@ -203,13 +202,12 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def screenshot_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def screenshot_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where screenshots of every screen go; the folder is printed at the end."""
     folder = tmp_path_factory.mktemp("screenshots")
+    request.config.stash[_SCREENSHOTS] = folder
     print(f"screenshots in {folder}")
-    yield folder
-    shots = sorted(p.name for p in folder.glob("*.png"))
-    _terminal_write(request.config, f"e2e screenshots ({len(shots)}) in {folder}")
+    return folder
 
 
 @pytest.fixture(scope="session")
