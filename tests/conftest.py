@@ -110,3 +110,37 @@ def logged_in(admin: Any, auth: AuthActions) -> AuthActions:
     """The client logged in as the approving administrator."""
     auth.login()
     return auth
+
+
+@pytest.fixture(scope="session")
+def _fake_twilio_server() -> Iterator[Any]:
+    from tests.fake_twilio import FakeTwilio
+
+    with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_twilio(_fake_twilio_server: Any) -> Iterator[Any]:
+    """The fake Twilio on 127.0.0.1, reset per test; fails the test on any invalid request."""
+    _fake_twilio_server.reset()
+    yield _fake_twilio_server
+    _fake_twilio_server.assert_no_violations()
+
+
+@pytest.fixture
+def live_app(make_app: Any, fake_twilio: Any) -> Iterator[Flask]:
+    """The application in live mode, its Twilio REST base URL pointing at the fake."""
+    app = make_app(
+        TWILIO_MODE="live",
+        TWILIO_API_BASE=fake_twilio.base_url,
+        TWILIO_CONNECT_TIMEOUT=2.0,
+        TWILIO_READ_TIMEOUT=1.0,
+    )
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def live_client(live_app: Flask) -> FlaskClient:
+    return live_app.test_client()

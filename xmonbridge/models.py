@@ -158,3 +158,169 @@ class PendingChange(db.Model):
     def pending_count(cls) -> int:
         """Count changes still waiting for approval."""
         return db.session.scalar(select(func.count()).where(cls.status == STATUS_PENDING)) or 0
+
+
+# Kinds of request to Twilio, as written in the R13 log (telephony.py).
+LOG_CALL = "call"
+LOG_SMS = "sms"
+LOG_NUMBERS = "numbers"
+LOG_FETCH_CALL = "fetch_call"
+LOG_TEST_CALL = "test_call"
+LOG_TEST_SMS = "test_sms"
+LOG_KINDS = {
+    LOG_CALL: "発信",
+    LOG_SMS: "SMS",
+    LOG_NUMBERS: "番号取得",
+    LOG_FETCH_CALL: "通話照会",
+    LOG_TEST_CALL: "テスト通話",
+    LOG_TEST_SMS: "送信テスト",
+}
+
+
+class RequestLog(db.Model):
+    """One request xmonbridge made to Twilio (R13); never holds a secret."""
+
+    __tablename__ = "request_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Used by the ログ screen's period filter and newest-first order.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="SET NULL"))
+    # Names are copied so the log still reads after a rename or deletion.
+    account_name: Mapped[str] = mapped_column(String(128), default="")
+    setting_type: Mapped[str] = mapped_column(String(32), default="")
+    setting_id: Mapped[int | None] = mapped_column()
+    setting_name: Mapped[str] = mapped_column(String(128), default="")
+    destination: Mapped[str] = mapped_column(String(32), default="")
+    from_number: Mapped[str] = mapped_column(String(32), default="")
+    http_status: Mapped[int | None] = mapped_column()
+    sid: Mapped[str] = mapped_column(String(64), default="")
+    error_code: Mapped[int | None] = mapped_column()
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    success: Mapped[bool] = mapped_column(default=False)
+    simulated: Mapped[bool] = mapped_column(default=False)
+    # What was asked of Twilio (Url, Timeout, Body …) as JSON, for the detail view.
+    request_summary: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class TwilioPhoneNumber(db.Model):
+    """A number the account owns, as last read from Twilio (the From list cache)."""
+
+    __tablename__ = "twilio_phone_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="CASCADE"), index=True)
+    phone_number: Mapped[str] = mapped_column(String(32))
+    friendly_name: Mapped[str] = mapped_column(String(128), default="")
+    voice: Mapped[bool] = mapped_column(default=False)
+    sms: Mapped[bool] = mapped_column(default=False)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SimulatedMessage(db.Model):
+    """A call or SMS the built-in simulator "placed" in simulate mode."""
+
+    __tablename__ = "simulated_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel: Mapped[str] = mapped_column(String(8))  # "call" or "sms"
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_sid: Mapped[str] = mapped_column(String(34))
+    from_number: Mapped[str] = mapped_column(String(32))
+    to_number: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    timeout: Mapped[int | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+
+
+# Spoken-text replacement lists (R6): one for simple calls, one for button calls.
+REPLACEMENT_SIMPLE = "simple"
+REPLACEMENT_BUTTON = "button"
+
+
+class ReplacementList(db.Model):
+    """再生メッセージ置き換え設定: `word,reading` lines for one kind of call."""
+
+    __tablename__ = "replacement_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    content: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+MESSAGE_CUSTOM = "custom"
+
+
+class SimpleCallSetting(db.Model):
+    """通話設定(シンプル通話) (R5), dialled through the account's TwiML Bin."""
+
+    __tablename__ = "simple_call_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="RESTRICT"))
+    from_number: Mapped[str] = mapped_column(String(32))
+    message_template: Mapped[str] = mapped_column(String(32))
+    custom_message: Mapped[str] = mapped_column(Text, default="")
+    ring_seconds: Mapped[int] = mapped_column(default=60)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[TwilioAccount] = relationship()
+    recipients: Mapped[list[SimpleCallRecipient]] = relationship(
+        back_populates="setting", cascade="all, delete-orphan", order_by="SimpleCallRecipient.position"
+    )
+
+
+class SimpleCallRecipient(db.Model):
+    """One 宛先の電話番号(To) row of a simple-call setting, in list order."""
+
+    __tablename__ = "simple_call_recipients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setting_id: Mapped[int] = mapped_column(ForeignKey("simple_call_settings.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+    setting: Mapped[SimpleCallSetting] = relationship(back_populates="recipients")
+    user: Mapped[User] = relationship()
+
+
+class SmsSetting(db.Model):
+    """SMS 通知設定 (R10)."""
+
+    __tablename__ = "sms_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="RESTRICT"))
+    from_number: Mapped[str] = mapped_column(String(32))
+    message_template: Mapped[str] = mapped_column(String(32))
+    custom_message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[TwilioAccount] = relationship()
+    recipients: Mapped[list[SmsRecipient]] = relationship(
+        back_populates="setting", cascade="all, delete-orphan", order_by="SmsRecipient.position"
+    )
+
+
+class SmsRecipient(db.Model):
+    """One 宛先の電話番号(To) row of an SMS setting."""
+
+    __tablename__ = "sms_recipients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setting_id: Mapped[int] = mapped_column(ForeignKey("sms_settings.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+    setting: Mapped[SmsSetting] = relationship(back_populates="recipients")
+    user: Mapped[User] = relationship()

@@ -1,0 +1,107 @@
+"""The Twilio gateway against the fake Twilio (live mode) and in simulate mode."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from xmonbridge import from_numbers, telephony
+from xmonbridge.extensions import db
+from xmonbridge.models import LOG_NUMBERS, LOG_TEST_CALL, RequestLog, SimulatedMessage
+from tests.factories import AUTH_TOKEN, BIN_URL, make_twilio_account
+
+
+def _logs() -> list[RequestLog]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(RequestLog).order_by(RequestLog.id)))
+
+
+def test_a_call_reaches_twilio_and_is_logged(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    context = telephony.LogContext(LOG_TEST_CALL, "simple_call", None, "担当者への電話連絡")
+    sid = telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=45, context=context)
+    [call] = fake_twilio.calls()
+    assert call.form == {"To": "+819001230001", "From": "+815012340001", "Url": BIN_URL, "Timeout": "45"}
+    assert call.auth_username == account.account_sid and call.auth_password == AUTH_TOKEN
+    [row] = _logs()
+    assert (row.kind, row.http_status, row.sid, row.success, row.simulated) == (LOG_TEST_CALL, 201, sid, True, False)
+    assert row.destination == "+819001230001" and row.setting_name == "担当者への電話連絡"
+    assert json.loads(row.request_summary) == {"Url": BIN_URL, "Timeout": 45}
+
+
+@pytest.mark.parametrize(
+    "status,code,permanent,text",
+    [
+        (400, 21211, True, "宛先の電話番号が正しくありません"),
+        (401, 20003, True, "Twilio の認証に失敗しました"),
+        (429, 20429, False, "Twilio へのリクエストが多すぎます"),
+        (500, 20500, False, "Twilio 側で一時的なエラーが発生しました"),
+    ],
+)
+def test_errors_are_classified_and_logged(
+    live_app: Flask, fake_twilio: Any, status: int, code: int, permanent: bool, text: str
+) -> None:
+    account = make_twilio_account()
+    fake_twilio.fail_next(status, code=code)
+    with pytest.raises(telephony.TwilioError) as caught:
+        telephony.send_sms(account, to="+819001230001", from_="+815012340001", body="テスト")
+    assert caught.value.permanent is permanent and caught.value.code == code
+    assert text in str(caught.value)
+    [row] = _logs()
+    assert (row.http_status, row.error_code, row.success) == (status, code, False)
+
+
+def test_a_stall_is_a_temporary_timeout(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    fake_twilio.stall_next(3)
+    with pytest.raises(telephony.TwilioError, match="タイムアウト") as caught:
+        telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=60)
+    assert caught.value.permanent is False
+    [row] = _logs()
+    assert row.http_status is None and row.error_message == "timeout" and not row.success
+
+
+def test_numbers_are_cached_and_kept_on_failure(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    from_numbers.refresh(account)
+    db.session.commit()
+    assert [n.phone_number for n in from_numbers.cached(account.id, voice=True)] == ["+815012340001", "+815012340002"]
+    assert [n.phone_number for n in from_numbers.cached(account.id, sms=True)] == ["+815012340001"]
+    fake_twilio.fail_next(500)
+    with pytest.raises(telephony.TwilioError):
+        from_numbers.refresh(account)
+    db.session.rollback()
+    assert len(from_numbers.cached(account.id)) == 2
+    assert [(r.kind, r.success) for r in _logs()] == [(LOG_NUMBERS, True), (LOG_NUMBERS, False)]
+
+
+def test_no_secret_in_any_log_row(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=60)
+    fake_twilio.fail_next(401, code=20003)
+    with pytest.raises(telephony.TwilioError):
+        telephony.list_numbers(account)
+    for row in _logs():
+        values = " ".join(str(getattr(row, c.key)) for c in RequestLog.__table__.columns)
+        assert AUTH_TOKEN not in values and account.auth_token_encrypted not in values
+
+
+def test_simulate_mode_sends_nothing(app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    sid = telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=60)
+    msid = telephony.send_sms(account, to="+819001230001", from_="+815012340001", body="テスト")
+    numbers = telephony.list_numbers(account)
+    assert sid.startswith("CA") and len(sid) == 34 and msid.startswith("SM")
+    assert any(n.voice for n in numbers) and any(n.sms for n in numbers)
+    assert telephony.fetch_call(account, sid).status == "queued"
+    assert fake_twilio.requests == []
+    assert all(row.simulated and row.success for row in _logs())
+    placed = db.session.scalars(select(SimulatedMessage).order_by(SimulatedMessage.id)).all()
+    assert [(p.channel, p.to_number, p.url or p.body) for p in placed] == [
+        ("call", "+819001230001", BIN_URL),
+        ("sms", "+819001230001", "テスト"),
+    ]

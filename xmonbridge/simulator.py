@@ -1,0 +1,59 @@
+"""The simulated Twilio of simulate mode: nothing leaves the machine.
+
+It answers like Twilio (SIDs of the right shape, a few owned numbers) and records the
+calls and messages it "placed" in simulated_messages, where the UI lists them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from twilio.base.exceptions import TwilioRestException
+from sqlalchemy.orm import Session
+
+from .extensions import db
+from .models import SimulatedMessage, TwilioAccount
+from .telephony import CallState, OwnedNumber
+
+NUMBERS = (
+    OwnedNumber("+815012340001", "シミュレーション番号 1(音声・SMS)", voice=True, sms=True),
+    OwnedNumber("+815012340002", "シミュレーション番号 2(音声のみ)", voice=True, sms=False),
+    OwnedNumber("+815012340003", "シミュレーション番号 3(SMS のみ)", voice=False, sms=True),
+)
+
+
+def _sid(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+class Simulator:
+    """A Backend (see telephony.Backend) that records instead of sending."""
+
+    simulated = True
+
+    def __init__(self, account: TwilioAccount) -> None:
+        self.account_sid = account.account_sid
+
+    def _record(self, **values: object) -> str:
+        sid = str(values["sid"])
+        # Own session, like the log: the record stays whatever the caller does next.
+        with Session(db.engine) as session:
+            session.add(SimulatedMessage(account_sid=self.account_sid, **values))
+            session.commit()
+        return sid
+
+    def create_call(self, to: str, from_: str, url: str, timeout: int) -> str:
+        return self._record(sid=_sid("CA"), channel="call", from_number=from_, to_number=to, url=url, timeout=timeout)
+
+    def create_message(self, to: str, from_: str, body: str) -> str:
+        return self._record(sid=_sid("SM"), channel="sms", from_number=from_, to_number=to, body=body)
+
+    def list_numbers(self) -> list[OwnedNumber]:
+        return list(NUMBERS)
+
+    def fetch_call(self, sid: str) -> CallState:
+        row = db.session.scalar(select(SimulatedMessage).where(SimulatedMessage.sid == sid))
+        if row is None:
+            raise TwilioRestException(404, f"/Calls/{sid}.json", "The requested resource was not found", 20404)
+        return CallState(sid=sid, status=row.status)
