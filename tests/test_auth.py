@@ -94,12 +94,24 @@ def test_csrf_is_enforced_on_posts(make_app: object) -> None:
     assert "https://x.example" not in client.get("/admin/xmon-settings/").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("url,secure", [("https://xmon.example.com", True), ("http://xmon.example.com", False)])
-def test_session_cookie_flags_follow_the_xmon_url(client: FlaskClient, admin: object, url: str, secure: bool) -> None:
+@pytest.mark.parametrize(
+    "url,base_url,secure",
+    [
+        ("https://xmon.example.com", "http://xmon.example.com", True),  # TLS ends at the proxy
+        ("https://xmon.example.com", "https://10.0.0.5", True),
+        ("https://xmon.example.com", "http://10.0.0.5:8000", False),  # admin on the inside address
+        ("http://xmon.example.com", "http://xmon.example.com", False),
+    ],
+)
+def test_session_cookie_flags_follow_the_xmon_url(
+    client: FlaskClient, admin: object, url: str, base_url: str, secure: bool
+) -> None:
     from tests.factories import set_xmon_url
 
     set_xmon_url(url)
-    response = client.post("/login", data={"login": "admin", "password": ADMIN_PASSWORD})
+    response = client.post(
+        "/login", data={"login": "admin", "password": ADMIN_PASSWORD}, base_url=base_url
+    )
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert ("Secure" in cookie) is secure

@@ -87,6 +87,8 @@ def serve_command(host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            # gunicorn's control socket would be one path shared by every server of the user.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
             return app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, render_template
+from urllib.parse import urlsplit
+
+from flask import Flask, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from flask_login import current_user
@@ -28,11 +30,21 @@ def xmon_url() -> str | None:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Mark the session cookie Secure when the public X-MON URL is https."""
+    """Mark the session cookie Secure when the page is served over https.
+
+    That is: the request itself is https, or it came to the host of an https X-MON URL
+    (a reverse proxy terminating TLS). An admin who opens the app by another, plain-http
+    address inside the network still gets a cookie the browser keeps; a Secure cookie
+    there would be dropped and lock them out.
+    """
 
     def get_cookie_secure(self, app: Flask) -> bool:
+        if app.config.get("SESSION_COOKIE_SECURE") or request.is_secure:
+            return True
         url = xmon_url()
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or bool(url and url.startswith("https://"))
+        if not url or not url.startswith("https://"):
+            return False
+        return urlsplit(url).netloc.lower() == request.host.lower()
 
 
 def _context() -> dict[str, Any]:
@@ -58,6 +70,8 @@ def _error_page(code: int, message: str) -> Any:
 def init_app(app: Flask) -> None:
     """Install the context processor, the session interface and error pages."""
     app.context_processor(_context)
+    # {% do %} lets the form macros add aria attributes to a field's keyword arguments.
+    app.jinja_env.add_extension("jinja2.ext.do")
     app.session_interface = SessionInterface()
     app.register_error_handler(403, _error_page(403, "この操作を行う権限がありません。"))
     app.register_error_handler(404, _error_page(404, "ページが見つかりません。"))

@@ -71,6 +71,9 @@ def _server_env(instance: Path) -> dict[str, str]:
         if not k.startswith("XMONBRIDGE_") and k not in ("DATABASE_URL", "TWILIO_API_BASE", "TWILIO_MODE")
     }
     env.update(XMONBRIDGE_INSTANCE=str(instance), TWILIO_MODE="simulate", PYTHONUNBUFFERED="1")
+    # gunicorn >= 25 opens a control socket in $XDG_RUNTIME_DIR or ~/.gunicorn/, shared by
+    # every gunicorn of the user; keep ours next to the instance folder.
+    env["XDG_RUNTIME_DIR"] = str(instance.parent)
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
 
@@ -97,15 +100,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.sections.append(("xmonbridge serve output", log.read_text(errors="replace")[-20_000:]))
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say where the screenshots are; show the server's output when something went wrong."""
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the screenshots are; show the server's output if it died (failing tests carry it)."""
     folder = config.stash.get(_SCREENSHOTS, None)
     if folder is not None:
         count = len(list(folder.glob("*.png")))
         terminalreporter.write_line(f"e2e screenshots ({count}): {folder}")
     log = config.stash.get(_SERVER_LOG, None)
     crashed = config.stash.get(_SERVER_CRASHED, "")
-    if log is not None and log.exists() and (crashed or exitstatus != 0):
+    if log is not None and log.exists() and crashed:
         terminalreporter.section(f"xmonbridge serve output{crashed}")
         terminalreporter.write_line(log.read_text(errors="replace")[-20_000:])
 
