@@ -16,8 +16,13 @@ from .models import PendingChange, XmonSettings
 # Top menu inside Twilio 連携設定, in the manual's order; features append their tab here.
 TWILIO_TABS: list[tuple[str, str]] = [
     ("twilio_accounts.index", "Twilio アカウント情報"),
+    ("logs.index", "ログ"),
+    ("logs.simulated", "シミュレーション発信履歴"),
     ("approvals.index", "承認待ち"),
 ]
+
+# Tabs shown only in simulate mode.
+SIMULATE_ONLY_TABS = {"logs.simulated"}
 
 MODE_LABELS = {"simulate": "シミュレーションモード", "live": "ライブモード"}
 
@@ -56,7 +61,7 @@ def _context() -> dict[str, Any]:
         "twilio_mode": mode,
         "twilio_mode_label": MODE_LABELS.get(mode, mode),
         "pending_count": pending,
-        "twilio_tab_list": TWILIO_TABS,
+        "twilio_tab_list": [tab for tab in TWILIO_TABS if mode == "simulate" or tab[0] not in SIMULATE_ONLY_TABS],
     }
 
 

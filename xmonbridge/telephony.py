@@ -56,6 +56,11 @@ EXPLANATIONS: dict[int, str] = {
     21614: "宛先の電話番号は SMS を受信できません(固定電話などの番号です)。",
 }
 
+# Failures without a Twilio error code; also listed in the ログ screen's help.
+SERVER_ERROR_TEXT = "Twilio 側で一時的なエラーが発生しました。しばらく待ってから再度お試しください。"
+TIMEOUT_TEXT = "Twilio から応答がありませんでした(タイムアウト)。しばらく待ってから再度お試しください。"
+CONNECTION_TEXT = "Twilio に接続できませんでした。ネットワークの設定を確認してください。"
+
 
 class TwilioError(Exception):
     """A request Twilio refused or that never got an answer; str() is for the UI."""
@@ -74,7 +79,7 @@ def explain(status: int | None, code: int | None, twilio_message: str = "") -> T
     elif status == 429:
         text = EXPLANATIONS[20429]
     elif status is not None and status >= 500:
-        text = "Twilio 側で一時的なエラーが発生しました。しばらく待ってから再度お試しください。"
+        text = SERVER_ERROR_TEXT
     elif status == 401:
         text = EXPLANATIONS[20003]
     else:
@@ -223,10 +228,10 @@ def _perform(
         error = explain(status, code, message)
         row.http_status, row.error_code, row.error_message = status, code, message or str(exc)
     except requests.Timeout:
-        error = TwilioError("Twilio から応答がありませんでした(タイムアウト)。しばらく待ってから再度お試しください。", permanent=False)
+        error = TwilioError(TIMEOUT_TEXT, permanent=False)
         row.error_message = "timeout"
     except requests.RequestException as exc:
-        error = TwilioError("Twilio に接続できませんでした。ネットワークの設定を確認してください。", permanent=False)
+        error = TwilioError(CONNECTION_TEXT, permanent=False)
         row.error_message = f"connection error: {type(exc).__name__}"
     except ValueError as exc:
         # secretbox could not decrypt the token: the instance's fernet.key changed.

@@ -1,0 +1,83 @@
+"""ログ views: the request log (一覧, 詳細) and the calls and messages of simulate mode."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import current_app, render_template, request
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select, false, select
+
+from ..access import admin_required
+from ..extensions import db
+from ..models import LOG_KINDS, RequestLog, SimulatedMessage
+from ..telephony import explain
+from . import bp
+from .forms import LogFilterForm
+from .guide import error_help
+
+CHANNELS = {"call": "電話", "sms": "SMS"}
+
+
+def _paginate(stmt: Select[Any]) -> Pagination:
+    """One page of stmt; a missing or bad ?page= shows the first page, one past the end no rows."""
+    return db.paginate(
+        stmt,
+        page=request.args.get("page", 1, type=int),
+        per_page=current_app.config["PAGE_SIZE"],
+        max_per_page=None,
+        error_out=False,
+    )
+
+
+def spoken_message(url: str) -> str:
+    """The text a TwiML Bin call speaks: the decoded `message` parameter of its Url."""
+    return parse_qs(urlsplit(url).query).get("message", [""])[0]
+
+
+@bp.route("/")
+@admin_required
+def index() -> str:
+    """List requests to Twilio, most recent first, filtered by the search form."""
+    form = LogFilterForm(formdata=request.args)
+    stmt = select(RequestLog).order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
+    stmt = stmt.where(*form.conditions()) if form.validate() else stmt.where(false())
+    # Paging links carry the search as it was typed.
+    search = {key: value for key, value in request.args.items() if key != "page" and value}
+    return render_template(
+        "logs/index.html", form=form, pagination=_paginate(stmt), search=search, kinds=LOG_KINDS, error_help=error_help()
+    )
+
+
+@bp.route("/<int:log_id>")
+@admin_required
+def show(log_id: int) -> str:
+    """Show one request with what was asked of Twilio and, for an HTTP error, its explanation."""
+    row = db.get_or_404(RequestLog, log_id)
+    try:
+        asked = json.loads(row.request_summary or "{}")
+    except ValueError:
+        asked = {}
+    summary = json.dumps(asked, ensure_ascii=False, indent=2, sort_keys=True) if asked else row.request_summary
+    explanation = None if row.success or row.http_status is None else explain(row.http_status, row.error_code)
+    return render_template(
+        "logs/show.html",
+        row=row,
+        summary=summary,
+        spoken=spoken_message(str(asked.get("Url", ""))),
+        kinds=LOG_KINDS,
+        explanation=explanation,
+    )
+
+
+@bp.route("/simulated")
+@admin_required
+def simulated() -> str:
+    """List what simulate mode would have called or sent, most recent first."""
+    pagination = _paginate(
+        select(SimulatedMessage).order_by(SimulatedMessage.created_at.desc(), SimulatedMessage.id.desc())
+    )
+    rows = [(item, spoken_message(item.url) if item.channel == "call" else item.body) for item in pagination.items]
+    return render_template("logs/simulated.html", pagination=pagination, rows=rows, channels=CHANNELS)
