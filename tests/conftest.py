@@ -144,3 +144,13 @@ def live_app(make_app: Any, fake_twilio: Any) -> Iterator[Flask]:
 @pytest.fixture
 def live_client(live_app: Flask) -> FlaskClient:
     return live_app.test_client()
+
+
+@pytest.fixture
+def live_logged_in(live_app: Flask, live_client: FlaskClient) -> FlaskClient:
+    """live_client logged in as an administrator with 承認権限."""
+    from tests.factories import make_user
+
+    make_user(login="admin", is_admin=True, is_approver=True)
+    live_client.post("/login", data={"login": "admin", "password": ADMIN_PASSWORD})
+    return live_client

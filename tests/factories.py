@@ -6,7 +6,15 @@ from typing import Any
 
 from xmonbridge import secretbox
 from xmonbridge.extensions import db
-from xmonbridge.models import TwilioAccount, User, XmonSettings
+from xmonbridge.models import (
+    SimpleCallRecipient,
+    SimpleCallSetting,
+    SmsRecipient,
+    SmsSetting,
+    TwilioAccount,
+    User,
+    XmonSettings,
+)
 
 PASSWORD = "admin-pass-123"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -42,3 +50,34 @@ def set_xmon_url(url: str) -> None:
     """Configure the X-MON URL directly."""
     XmonSettings.get().xmon_url = url
     db.session.commit()
+
+
+def make_recipient(login: str = "sato", name: str = "佐藤 翔太", phone: str = "+819001230001") -> User:
+    """A notification target with a phone number who may not log in."""
+    return make_user(login=login, name=name, phone=phone, login_disabled=True, password=None)
+
+
+def _make_setting(model: type, recipient_model: type, account: TwilioAccount, users: list[User], **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "name": "担当者への連絡",
+        "account_id": account.id,
+        "from_number": "+815012340001",
+        "message_template": "fault",
+        "custom_message": "",
+    }
+    values.update(overrides)
+    setting = model(**values)
+    setting.recipients = [recipient_model(user_id=u.id, position=i) for i, u in enumerate(users)]
+    db.session.add(setting)
+    db.session.commit()
+    return setting
+
+
+def make_simple_call_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> SimpleCallSetting:
+    """An approved 通話設定(シンプル通話)."""
+    return _make_setting(SimpleCallSetting, SimpleCallRecipient, account, users, **overrides)  # type: ignore[no-any-return]
+
+
+def make_sms_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> SmsSetting:
+    """An approved SMS 通知設定."""
+    return _make_setting(SmsSetting, SmsRecipient, account, users, **overrides)  # type: ignore[no-any-return]

@@ -16,6 +16,8 @@ from .models import PendingChange, XmonSettings
 # Top menu inside Twilio 連携設定, in the manual's order; features append their tab here.
 TWILIO_TABS: list[tuple[str, str]] = [
     ("twilio_accounts.index", "Twilio アカウント情報"),
+    ("simple_calls.index", "通話設定(シンプル通話)"),
+    ("sms_settings.index", "SMS 通知設定"),
     ("logs.index", "ログ"),
     ("logs.simulated", "シミュレーション発信履歴"),
     ("approvals.index", "承認待ち"),

@@ -6,14 +6,20 @@ from typing import Any
 
 from sqlalchemy import select
 
+from .. import setting_usage
 from ..approval import ConfigKind, Field, register
 from ..extensions import db
 from ..models import ACTION_DELETE, TwilioAccount
 
 
 def _check(action: str, obj: Any, values: dict[str, Any]) -> str | None:
-    """Refuse to apply a change that would make two accounts share a name."""
-    if action == ACTION_DELETE or "name" not in values:
+    """Refuse to delete an account settings still use, or to give two accounts one name."""
+    if action == ACTION_DELETE:
+        settings = setting_usage.using_account(obj.id)
+        if settings:
+            return f"Twilio アカウント情報「{obj.name}」は次の設定で使用されているため、削除できません: {'、'.join(settings)}"
+        return None
+    if "name" not in values:
         return None
     other = db.session.scalar(select(TwilioAccount).where(TwilioAccount.name == values["name"]))
     if other is not None and other is not obj:

@@ -7,6 +7,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
+from .. import setting_usage
 from ..access import admin_required
 from ..extensions import db
 from ..forms import EmptyForm
@@ -87,6 +88,8 @@ def delete(user_id: int) -> Response:
         flash("自分自身を削除することはできません。", "danger")
     elif user.is_admin and not user.login_disabled and _active_admins() <= 1:
         flash(LAST_ADMIN, "danger")
+    elif settings := setting_usage.with_recipient(user.id):
+        flash(f"ユーザ「{user.login}」は次の設定の宛先になっているため、削除できません: {'、'.join(settings)}", "danger")
     else:
         db.session.delete(user)
         db.session.commit()

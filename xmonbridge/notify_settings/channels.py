@@ -1,0 +1,141 @@
+"""What differs between the 通話設定(シンプル通話) and SMS 通知設定 screens.
+
+The views (routes.py) and templates are shared; each screen is described by a Channel:
+its approval kind and form, its test (one call through the TwiML Bin, or one SMS), and
+the words the manual uses for that test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import simple_call, telephony
+from ..approval import ConfigKind
+from ..messages import SMS_TEMPLATES, compose, sample_alert, sms_segments
+from ..models import LOG_TEST_CALL, LOG_TEST_SMS, TwilioAccount, User
+from .forms import SettingForm, SimpleCallForm, SmsSettingForm
+from .kind import SIMPLE_CALL_KIND, SMS_KIND
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One kind of notification setting, as its screens present it."""
+
+    blueprint: str
+    # RequestLog.setting_type of its requests.
+    setting_type: str
+    kind: ConfigKind
+    form_class: type[SettingForm]
+    # The sentence under the form's heading.
+    intro: str
+    # 「テスト通話」/「送信テスト」 and the sentence about its cost (§5.1.3, §6).
+    test_label: str
+    test_cost_note: str
+    # Sends one test with the form's unsaved values; returns the SID or raises TwilioError.
+    send_test: Callable[[SettingForm, TwilioAccount, User, int | None], str]
+    # Says the test went out; formatted with sid= and to=.
+    test_done: str
+    # Extra rows of the detail page: (field name to show them after, label, text).
+    extra_rows: Callable[[Any], list[tuple[str, str, str]]]
+
+    @property
+    def label(self) -> str:
+        """The screen's name: 通話設定(シンプル通話) or SMS 通知設定."""
+        return self.kind.label
+
+    def endpoint(self, view: str) -> str:
+        """The endpoint of one of this screen's views."""
+        return f"{self.blueprint}.{view}"
+
+    def field_texts(self, setting: Any) -> dict[str, str]:
+        """Each field of a setting as the 承認待ち diff shows it, by field name."""
+        values = self.kind.values_of(setting)
+        return {f.name: f.text(values[f.name]) for f in self.kind.fields}
+
+    def detail_rows(self, setting: Any) -> list[tuple[str, str]]:
+        """What the detail page shows: (label, text) of each field, each extra after its field."""
+        texts = self.field_texts(setting)
+        extras = self.extra_rows(setting)
+        rows = []
+        for f in self.kind.fields:
+            rows.append((f.label, texts[f.name]))
+            rows += [(label, text) for after, label, text in extras if after == f.name]
+        return rows
+
+
+def _test_call(form: SettingForm, account: TwilioAccount, to: User, setting_id: int | None) -> str:
+    """Place one call through the account's TwiML Bin with the form's unsaved values."""
+    values = form.values()
+    text = simple_call.spoken_text(values["message_template"], values["custom_message"], sample_alert())
+    return telephony.place_call(
+        account,
+        to=str(to.phone),
+        from_=values["from_number"],
+        url=simple_call.bin_call_url(str(account.twiml_bin_url), text),
+        timeout=values["ring_seconds"],
+        context=telephony.LogContext(LOG_TEST_CALL, "simple_call", setting_id, values["name"]),
+    )
+
+
+def _test_sms(form: SettingForm, account: TwilioAccount, to: User, setting_id: int | None) -> str:
+    """Send one SMS with the form's unsaved values (no replacements: they are for speech)."""
+    values = form.values()
+    body = compose(SMS_TEMPLATES, values["message_template"], sample_alert(), values["custom_message"])
+    return telephony.send_sms(
+        account,
+        to=str(to.phone),
+        from_=values["from_number"],
+        body=body,
+        context=telephony.LogContext(LOG_TEST_SMS, "sms", setting_id, values["name"]),
+    )
+
+
+def _simple_call_rows(setting: Any) -> list[tuple[str, str, str]]:
+    text = simple_call.spoken_text(setting.message_template, setting.custom_message, sample_alert())
+    return [
+        ("account_id", "TwiML Bin URL", setting.account.twiml_bin_url or "(未設定)"),
+        ("custom_message", "読み上げるメッセージ(サンプル)", text),
+    ]
+
+
+def _sms_rows(setting: Any) -> list[tuple[str, str, str]]:
+    text = compose(SMS_TEMPLATES, setting.message_template, sample_alert(), setting.custom_message)
+    return [
+        ("custom_message", "送信するメッセージ(サンプル)", text),
+        ("custom_message", "SMS の分割数", f"{sms_segments(text)} 通"),
+    ]
+
+
+SIMPLE_CALL = Channel(
+    blueprint="simple_calls",
+    setting_type="simple_call",
+    kind=SIMPLE_CALL_KIND,
+    form_class=SimpleCallForm,
+    intro=(
+        "Twilio を用いた電話通知を行う際の設定を行います。通話設定は電話通知を行いたいホストやサービスの"
+        "エスカレーション設定に登録することで電話通知が行われます。"
+    ),
+    test_label="テスト通話",
+    test_cost_note="テスト通話の使用には発信料が発生します。",
+    send_test=_test_call,
+    test_done="テスト通話を {to} に発信しました。Call SID: {sid}",
+    extra_rows=_simple_call_rows,
+)
+
+SMS = Channel(
+    blueprint="sms_settings",
+    setting_type="sms",
+    kind=SMS_KIND,
+    form_class=SmsSettingForm,
+    intro=(
+        "Twilio を用いた SMS 通知を行う際の設定を行います。SMS 通知設定は SMS 通知を行いたいホストやサービスの"
+        "エスカレーション設定に登録することで SMS 通知が行われます。"
+    ),
+    test_label="送信テスト",
+    test_cost_note="送信テストの使用には SMS 送信料が発生します。",
+    send_test=_test_sms,
+    test_done="送信テストの SMS を {to} に送信しました。Message SID: {sid}",
+    extra_rows=_sms_rows,
+)

@@ -1,0 +1,248 @@
+"""Views of 通話設定(シンプル通話) and SMS 通知設定 (一覧, 新規作成, 詳細表示, 編集, 削除, through
+approval), and 再生メッセージ置き換え設定. Both blueprints get the same views from register().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from .. import approval, from_numbers, replacement_lists, telephony, twiml
+from ..access import admin_required
+from ..extensions import db
+from ..forms import EmptyForm
+from ..models import ACTION_CREATE, ACTION_DELETE, ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings
+from . import simple_bp, sms_bp
+from .channels import SIMPLE_CALL, SMS, Channel
+from .forms import ReplacementForm, SettingForm, add_error
+from .kind import REPLACEMENTS_KIND, recipient_label
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of 「発信テストの実行」/「送信テストの実行」, shown on the form."""
+
+    ok: bool
+    message: str
+
+
+def _get_setting_or_404(channel: Channel, setting_id: int) -> Any:
+    return db.get_or_404(channel.kind.model, setting_id)
+
+
+def _guide_context() -> dict[str, Any]:
+    """What the TwiML Bin guidance (and its TwiML snippet) needs."""
+    return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().voice)}
+
+
+def _finish(channel: Channel, action: str, applied: Any, name: str) -> Response:
+    """Flash the outcome of a change and go to the right page."""
+    verb = ACTIONS[action]
+    if applied is None:
+        flash(f"{channel.label}「{name}」の{verb}を承認待ちにしました。承認権限を持つユーザの承認後に反映されます。", "info")
+        return redirect(url_for(channel.endpoint("index")))
+    flash(f"{channel.label}「{name}」を{verb}し、承認しました。", "success")
+    if action == ACTION_DELETE:
+        return redirect(url_for(channel.endpoint("index")))
+    return redirect(url_for(channel.endpoint("show"), setting_id=applied.id))
+
+
+def _load_numbers(form: SettingForm) -> str | None:
+    """Fill the From list: read it from Twilio on 「再取得」 or while the cache is empty.
+
+    On failure the cached list stays; the Japanese reason is returned for the form.
+    """
+    account = form.account
+    error = None
+    if account is not None and (form.refresh_numbers.data or not from_numbers.has_cache(account.id)):
+        try:
+            from_numbers.refresh(account)
+            db.session.commit()
+        except telephony.TwilioError as exc:
+            db.session.rollback()
+            kept = "前回取得した一覧を表示しています。" if from_numbers.has_cache(account.id) else ""
+            error = f"Twilio 電話番号を取得できませんでした。{exc}{kept}"
+    form.bind_numbers()
+    return error
+
+
+def _run_test(channel: Channel, form: SettingForm) -> TestResult:
+    """Send one test with the form's unsaved values; nothing is saved."""
+    if not form.validate_for_test():
+        return TestResult(False, f"入力内容に誤りがあるため、{channel.test_label}を実行できませんでした。各項目を確認してください。")
+    to = db.session.get(User, form.test_to.data)
+    assert form.account is not None and to is not None  # both validated just above
+    setting_id = form.setting.id if form.setting is not None else None
+    try:
+        sid = channel.send_test(form, form.account, to, setting_id)
+    except telephony.TwilioError as exc:
+        return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
+    message = channel.test_done.format(sid=sid, to=recipient_label(to))
+    if current_app.config["TWILIO_MODE"] == "simulate":
+        message += "(シミュレーションモードのため、実際には送られていません。)"
+    return TestResult(True, message)
+
+
+def _save(channel: Channel, form: SettingForm) -> Response | None:
+    """Record the change (作成/編集) or apply it at once (「…と承認」); None when refused."""
+    setting = form.setting
+    action = ACTION_CREATE if setting is None else ACTION_UPDATE
+    name = form.name.data if setting is None else setting.name
+    try:
+        _change, applied = approval.submit(
+            channel.kind, action, current_user, bool(form.submit_approve.data), values=form.values(), obj=setting
+        )
+    except approval.ApprovalError as exc:
+        db.session.rollback()
+        add_error(form.name, str(exc))
+        return None
+    db.session.commit()
+    return _finish(channel, action, applied, name)
+
+
+def _form_page(channel: Channel, setting: Any = None) -> Response | str:
+    """新規作成 and 編集: one form whose buttons save, refresh From, edit rows or test."""
+    form = channel.form_class(setting=setting)
+    if not form.accounts:
+        return render_template(
+            "notify_settings/no_account.html", channel=channel, setting=setting, **_guide_context()
+        )
+    numbers_error = _load_numbers(form)
+    test_result = None
+    if form.is_submitted():
+        if form.run_test.data:
+            test_result = _run_test(channel, form)
+        elif form.add_recipient.data:
+            form.recipients.append_entry()
+        elif form.remove_recipient.data is not None:
+            form.remove_row(form.remove_recipient.data)
+        elif (form.submit.data or form.submit_approve.data) and form.validate():
+            response = _save(channel, form)
+            if response is not None:
+                return response
+    if numbers_error:
+        add_error(form.from_number, numbers_error)
+    return render_template(
+        "notify_settings/form.html",
+        channel=channel,
+        form=form,
+        setting=setting,
+        test_result=test_result,
+        account_data=form.accounts_data(),
+    )
+
+
+def register(bp: Blueprint, channel: Channel) -> None:
+    """Give a blueprint 一覧, 新規作成, 詳細表示, 編集 and 削除 for one channel."""
+
+    @bp.route("/")
+    @admin_required
+    def index() -> str:
+        """List the approved settings and the pending changes."""
+        model = channel.kind.model
+        settings = db.session.scalars(select(model).order_by(model.name)).all()  # type: ignore[attr-defined]
+        return render_template(
+            "notify_settings/index.html",
+            channel=channel,
+            rows=[(s, channel.field_texts(s)) for s in settings],
+            pending=approval.pending_for(channel.kind),
+            has_account=bool(channel.form_class.offered_accounts()),
+            **_guide_context(),
+        )
+
+    @bp.route("/new", methods=["GET", "POST"])
+    @admin_required
+    def new() -> Response | str:
+        """Propose (作成) or create and approve (作成と承認) a setting."""
+        return _form_page(channel)
+
+    @bp.route("/<int:setting_id>")
+    @admin_required
+    def show(setting_id: int) -> str:
+        """Show one setting and its pending changes."""
+        setting = _get_setting_or_404(channel, setting_id)
+        pending = [c for c in approval.pending_for(channel.kind) if c.target_id == setting.id]
+        return render_template(
+            "notify_settings/show.html",
+            channel=channel,
+            setting=setting,
+            rows=channel.detail_rows(setting),
+            pending=[(c, approval.diff(c)) for c in pending],
+        )
+
+    @bp.route("/<int:setting_id>/edit", methods=["GET", "POST"])
+    @admin_required
+    def edit(setting_id: int) -> Response | str:
+        """Propose (編集) or apply (編集と承認) changes to a setting."""
+        return _form_page(channel, _get_setting_or_404(channel, setting_id))
+
+    @bp.route("/<int:setting_id>/delete", methods=["POST"])
+    @admin_required
+    def delete(setting_id: int) -> Response:
+        """Propose (削除) or apply (削除と承認) the deletion of a setting."""
+        setting = _get_setting_or_404(channel, setting_id)
+        if not EmptyForm().validate_on_submit():
+            flash("削除できませんでした。画面を開き直してやり直してください。", "danger")
+            return redirect(url_for(channel.endpoint("show"), setting_id=setting_id))
+        name = setting.name
+        try:
+            _change, applied = approval.submit(
+                channel.kind, ACTION_DELETE, current_user, request.form.get("approve") == "1", obj=setting
+            )
+        except approval.ApprovalError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return redirect(url_for(channel.endpoint("show"), setting_id=setting_id))
+        db.session.commit()
+        return _finish(channel, ACTION_DELETE, applied, name)
+
+
+def replacements_page(scope: str, back_endpoint: str) -> Response | str:
+    """再生メッセージ置き換え設定 of one scope: 「再生メッセージ置き換え設定」 records a pending
+    edit, 「…と承認」 applies it at once (approvers only)."""
+    row = replacement_lists.find(scope)
+    form = ReplacementForm(data={"content": row.content if row is not None else ""})
+    if form.validate_on_submit():
+        row = replacement_lists.for_edit(scope)
+        approve_now = bool(form.submit_approve.data)
+        values = {"content": form.content.data}
+        try:
+            approval.submit(REPLACEMENTS_KIND, ACTION_UPDATE, current_user, approve_now, values=values, obj=row)
+        except approval.ApprovalError as exc:
+            db.session.rollback()
+            add_error(form.content, str(exc))
+        else:
+            db.session.commit()
+            if approve_now:
+                flash(f"{REPLACEMENTS_KIND.label}({row.name})を変更し、承認しました。", "success")
+            else:
+                flash(
+                    f"{REPLACEMENTS_KIND.label}({row.name})の変更を承認待ちにしました。承認権限を持つユーザの承認後に反映されます。",
+                    "info",
+                )
+            return redirect(request.path)
+    pending = [c for c in approval.pending_for(REPLACEMENTS_KIND) if row is not None and c.target_id == row.id]
+    return render_template(
+        "notify_settings/replacements.html",
+        form=form,
+        scope_name=replacement_lists.SCOPE_NAMES[scope],
+        back_endpoint=back_endpoint,
+        current=row.content if row is not None else "",
+        pending=[(c, approval.diff(c)) for c in pending],
+    )
+
+
+@simple_bp.route("/replacements", methods=["GET", "POST"])
+@admin_required
+def replacements() -> Response | str:
+    """再生メッセージ置き換え設定 of simple calls (§5.1.4)."""
+    return replacements_page(REPLACEMENT_SIMPLE, "simple_calls.index")
+
+
+register(simple_bp, SIMPLE_CALL)
+register(sms_bp, SMS)

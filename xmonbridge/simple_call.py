@@ -1,0 +1,36 @@
+"""Simple calls (R5): the text a callee hears and the TwiML Bin URL that speaks it.
+
+A simple call needs no inbound HTTP to xmonbridge: Twilio fetches the account's TwiML Bin,
+whose `{{message}}` placeholder is filled from the `message` query parameter of the call's Url.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from . import messages, replacement_lists
+from .messages import Alert, Replacements
+from .models import REPLACEMENT_SIMPLE
+
+
+def spoken_text(
+    message_template: str, custom_message: str, alert: Alert, replacements: Replacements | None = None
+) -> str:
+    """The text spoken for an alert: the template or the custom text, after replacements.
+
+    Without `replacements`, the approved simple-call 再生メッセージ置き換え設定 is used.
+    """
+    text = messages.compose(messages.CALL_TEMPLATES, message_template, alert, custom_message)
+    if replacements is None:
+        replacements = replacement_lists.approved(REPLACEMENT_SIMPLE)
+    return replacements.apply(text)
+
+
+def bin_call_url(bin_url: str, text: str) -> str:
+    """The call's Url: the bin URL with text in its `message` query parameter, percent-encoded."""
+    if urlsplit(bin_url).query:
+        separator = "" if bin_url.endswith("&") else "&"
+    else:
+        separator = "" if bin_url.endswith("?") else "?"
+    # safe="": encode "/", "&", "=", "+" too, so the text cannot end the parameter early.
+    return f"{bin_url}{separator}message={quote(text, safe='')}"
