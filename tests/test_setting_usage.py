@@ -109,3 +109,29 @@ def test_approval_refuses_an_account_deleted_meanwhile(client: FlaskClient, logg
     assert _accounts() == []
     assert "選択された Twilio アカウント情報が削除されているため、適用できません。" in _approve(client, change)
     assert db.session.scalars(select(SimpleCallSetting)).all() == []
+
+
+def test_a_bin_url_in_use_cannot_be_emptied(client: FlaskClient, logged_in: AuthActions) -> None:
+    account = make_twilio_account()
+    make_simple_call_setting(account, [make_recipient()], name="夜間の電話連絡")
+    data = {"name": account.name, "account_sid": account.account_sid, "twiml_bin_url": "", "submit_approve": "y"}
+    page = _text(client.post(f"/admin/twilio/accounts/{account.id}/edit", data=data))
+    assert "TwiML Bin URL を空にできません: 通話設定(シンプル通話)「夜間の電話連絡」" in page
+    assert _accounts()[0].twiml_bin_url
+
+
+def test_a_recipient_keeps_a_phone_number(client: FlaskClient, logged_in: AuthActions) -> None:
+    user = make_recipient()
+    make_sms_setting(make_twilio_account(), [user], name="夜間SMS")
+    page = _text(client.post(f"/admin/users/{user.id}/edit", data={"login": user.login, "phone": ""}))
+    assert "次の設定の宛先になっているため、電話番号を空にできません: SMS 通知設定「夜間SMS」" in page
+    db.session.expire_all()
+    assert db.session.get(User, user.id).phone == "+819001230001"  # type: ignore[union-attr]
+
+
+def test_an_edit_that_changes_nothing_is_not_recorded(client: FlaskClient, logged_in: AuthActions) -> None:
+    account = make_twilio_account()
+    data = {"name": account.name, "account_sid": account.account_sid, "twiml_bin_url": account.twiml_bin_url, "submit": "y"}
+    page = _text(client.post(f"/admin/twilio/accounts/{account.id}/edit", data=data))
+    assert "変更された項目がありません。" in page
+    assert db.session.scalar(select(PendingChange)) is None

@@ -118,7 +118,9 @@ def request_change(
         # Keep only what differs, so the diff and the later apply touch nothing else.
         current = kind.values_of(obj)
         secrets = {f.name for f in kind.fields if f.secret}
-        values = {k: v for k, v in values.items() if k in secrets or current.get(k) != v}
+        values = {k: v for k, v in values.items() if (k in secrets and v) or current.get(k) != v}
+        if not values:
+            raise ApprovalError("変更された項目がありません。")
     name = values.get("name") or (getattr(obj, "name", "") if obj is not None else "")
     change = PendingChange(
         kind=kind.key,

@@ -27,6 +27,12 @@ def using_account(account_id: int) -> list[str]:
     return names
 
 
+def using_bin_url(account_id: int) -> list[str]:
+    """Simple-call settings that dial through the account's TwiML Bin."""
+    query = select(SimpleCallSetting.name).where(SimpleCallSetting.account_id == account_id).order_by(SimpleCallSetting.name)
+    return [f"通話設定(シンプル通話)「{name}」" for name in db.session.scalars(query)]
+
+
 def with_recipient(user_id: int) -> list[str]:
     """Settings that list the user among 宛先の電話番号(To), as 「種別「名称」」 texts."""
     names = []

@@ -13,12 +13,16 @@ from ..models import ACTION_DELETE, TwilioAccount
 
 
 def _check(action: str, obj: Any, values: dict[str, Any]) -> str | None:
-    """Refuse to delete an account settings still use, or to give two accounts one name."""
+    """Refuse to delete an account settings use, to empty a bin URL in use, or to reuse a name."""
     if action == ACTION_DELETE:
         settings = setting_usage.using_account(obj.id)
         if settings:
             return f"Twilio アカウント情報「{obj.name}」は次の設定で使用されているため、削除できません: {'、'.join(settings)}"
         return None
+    if "twiml_bin_url" in values and not values["twiml_bin_url"] and obj is not None:
+        settings = setting_usage.using_bin_url(obj.id)
+        if settings:
+            return f"次の設定が TwiML Bin URL を使用しているため、TwiML Bin URL を空にできません: {'、'.join(settings)}"
     if "name" not in values:
         return None
     other = db.session.scalar(select(TwilioAccount).where(TwilioAccount.name == values["name"]))

@@ -67,8 +67,11 @@ def edit(user_id: int) -> Response | str:
     if form.validate_on_submit():
         was_active_admin = user.is_admin and not user.login_disabled
         stays_active_admin = form.is_admin.data and not form.login_disabled.data
+        recipient_of = setting_usage.with_recipient(user.id) if user.phone and not form.phone.data else []
         if was_active_admin and not stays_active_admin and _active_admins() <= 1:
             form.is_admin.errors.append(LAST_ADMIN)
+        elif recipient_of:
+            form.phone.errors.append(f"次の設定の宛先になっているため、電話番号を空にできません: {'、'.join(recipient_of)}")
         else:
             form.save_to(user)
             db.session.commit()
