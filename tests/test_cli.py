@@ -46,6 +46,8 @@ def test_init_is_idempotent_and_keys_are_private(tmp_path: Path) -> None:
     assert (instance / "fernet.key").stat().st_mode & 0o777 == 0o600
     tables = {row[0] for row in _query(instance, "select name from sqlite_master where type='table'")}
     assert {"users", "twilio_accounts", "pending_changes", "xmon_settings", "alembic_version"} <= tables
+    # The migrations create exactly what the models describe.
+    assert "No new upgrade operations detected." in _run(instance, "db", "check").stdout
     before = _fingerprint(instance)
     second = _run(instance, "init")
     assert "created" not in second.stdout

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String, Text, func, select
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -257,10 +257,8 @@ class ReplacementList(db.Model):
 MESSAGE_CUSTOM = "custom"
 
 
-class SimpleCallSetting(db.Model):
-    """通話設定(シンプル通話) (R5), dialled through the account's TwiML Bin."""
-
-    __tablename__ = "simple_call_settings"
+class NotifySettingColumns:
+    """Columns every notification setting has (simple call, SMS; button calls later)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
@@ -268,59 +266,61 @@ class SimpleCallSetting(db.Model):
     from_number: Mapped[str] = mapped_column(String(32))
     message_template: Mapped[str] = mapped_column(String(32))
     custom_message: Mapped[str] = mapped_column(Text, default="")
-    ring_seconds: Mapped[int] = mapped_column(default=60)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    account: Mapped[TwilioAccount] = relationship()
+    @declared_attr
+    def account(cls) -> Mapped[TwilioAccount]:
+        return relationship(TwilioAccount)
+
+
+class RecipientColumns:
+    """Columns of one 宛先の電話番号(To) row; position keeps the list order."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+    @declared_attr
+    def user(cls) -> Mapped[User]:
+        return relationship(User)
+
+
+class SimpleCallSetting(NotifySettingColumns, db.Model):
+    """通話設定(シンプル通話) (R5), dialled through the account's TwiML Bin."""
+
+    __tablename__ = "simple_call_settings"
+
+    ring_seconds: Mapped[int] = mapped_column(default=60)
+
     recipients: Mapped[list[SimpleCallRecipient]] = relationship(
         back_populates="setting", cascade="all, delete-orphan", order_by="SimpleCallRecipient.position"
     )
 
 
-class SimpleCallRecipient(db.Model):
-    """One 宛先の電話番号(To) row of a simple-call setting, in list order."""
+class SimpleCallRecipient(RecipientColumns, db.Model):
+    """One 宛先の電話番号(To) row of a simple-call setting."""
 
     __tablename__ = "simple_call_recipients"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     setting_id: Mapped[int] = mapped_column(ForeignKey("simple_call_settings.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    position: Mapped[int] = mapped_column(default=0)
-
     setting: Mapped[SimpleCallSetting] = relationship(back_populates="recipients")
-    user: Mapped[User] = relationship()
 
 
-class SmsSetting(db.Model):
+class SmsSetting(NotifySettingColumns, db.Model):
     """SMS 通知設定 (R10)."""
 
     __tablename__ = "sms_settings"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="RESTRICT"))
-    from_number: Mapped[str] = mapped_column(String(32))
-    message_template: Mapped[str] = mapped_column(String(32))
-    custom_message: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-    account: Mapped[TwilioAccount] = relationship()
     recipients: Mapped[list[SmsRecipient]] = relationship(
         back_populates="setting", cascade="all, delete-orphan", order_by="SmsRecipient.position"
     )
 
 
-class SmsRecipient(db.Model):
+class SmsRecipient(RecipientColumns, db.Model):
     """One 宛先の電話番号(To) row of an SMS setting."""
 
     __tablename__ = "sms_recipients"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     setting_id: Mapped[int] = mapped_column(ForeignKey("sms_settings.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    position: Mapped[int] = mapped_column(default=0)
-
     setting: Mapped[SmsSetting] = relationship(back_populates="recipients")
-    user: Mapped[User] = relationship()
