@@ -105,3 +105,19 @@ def test_simulate_mode_sends_nothing(app: Flask, fake_twilio: Any) -> None:
         ("call", "+819001230001", BIN_URL),
         ("sms", "+819001230001", "テスト"),
     ]
+
+
+def test_an_unreachable_twilio_is_a_temporary_connection_error(make_app: Any) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = make_app(TWILIO_MODE="live", TWILIO_API_BASE=closed)
+    with app.app_context():
+        account = make_twilio_account()
+        with pytest.raises(telephony.TwilioError, match="Twilio に接続できませんでした") as caught:
+            telephony.list_numbers(account)
+        assert caught.value.permanent is False
+        [row] = _logs()
+        assert row.http_status is None and row.error_message.startswith("connection error")
