@@ -175,6 +175,10 @@ LOG_KINDS = {
     LOG_TEST_CALL: "テスト通話",
     LOG_TEST_SMS: "送信テスト",
 }
+# What a logged request was for (RequestLog.setting_type), as the log shows it.
+SETTING_SIMPLE_CALL = "simple_call"
+SETTING_SMS = "sms"
+SETTING_TYPES = {SETTING_SIMPLE_CALL: "通話設定(シンプル通話)", SETTING_SMS: "SMS 通知設定"}
 
 
 class RequestLog(db.Model):

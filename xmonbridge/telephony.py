@@ -10,6 +10,7 @@ caller must therefore not hold an open write transaction on SQLite while calling
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ class TwilioError(Exception):
         self.status = status
 
 
+# The SDK prefixes Twilio's message with what it was doing ("Unable to create record: ").
+_SDK_PREFIX = re.compile(r"^Unable to \w+ record: ")
+
+
 def explain(status: int | None, code: int | None, twilio_message: str = "") -> TwilioError:
     """Classify a Twilio error answer and explain it in Japanese."""
     if code in EXPLANATIONS:
@@ -86,7 +91,9 @@ def explain(status: int | None, code: int | None, twilio_message: str = "") -> T
         text = "Twilio がリクエストを受け付けませんでした。"
     if code:
         text += f"(Twilio エラー {code}"
-        text += f": {twilio_message})" if twilio_message else ")"
+        # Twilio's own (English) words only where there is no Japanese explanation of the code.
+        detail = _SDK_PREFIX.sub("", twilio_message) if code not in EXPLANATIONS else ""
+        text += f": {detail})" if detail else ")"
     temporary = status == 429 or code == 20429 or (status is not None and status >= 500)
     permanent = code in PERMANENT_CODES or (not temporary and status is not None and 400 <= status < 500)
     return TwilioError(text, permanent=permanent, code=code, status=status)

@@ -1,13 +1,22 @@
 """End-to-end fixtures: the real `xmonbridge serve` and a headless Chromium driven by Playwright.
 
-Self-contained on purpose: nothing here uses tests/conftest.py. The server is started the
-way the README does it (init, create-user, serve) in a fresh instance folder with
-TWILIO_MODE=simulate; the browser is Debian's Chromium (never `playwright install`), and
-every request that does not go to 127.0.0.1 is aborted, so nothing leaves the machine.
+Self-contained on purpose: nothing here uses tests/conftest.py (only the fake Twilio of
+tests/fake_twilio.py). Servers are started the way the README does it (init, create-user,
+serve), each in a fresh instance folder:
+
+* `server`: TWILIO_MODE=simulate, users admin (管理者 + 承認権限) and operator (管理者 only);
+* `live_server`: TWILIO_MODE=live with TWILIO_API_BASE pointing at the session's fake Twilio
+  (`fake_twilio`), the same two users plus notification targets with phone numbers;
+* `quickstart_server`: another simulate server, for the quick start's flow, so that it does not
+  change what the §2–§4 walkthrough expects of `server`.
+
+The browser is Debian's Chromium (never `playwright install`), and every request that does not
+go to 127.0.0.1 is aborted, so nothing leaves the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -23,6 +32,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Route, sync_playwright
+
+from tests.fake_twilio import FakeTwilio
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,12 +51,23 @@ CREDENTIALS = {
     "admin": "admin-e2e-pass-1",
     "operator": "operator-e2e-pass-2",
 }
+LOGIN_USERS = (
+    ["create-user", "admin", "--password", CREDENTIALS["admin"], "--admin", "--approver"],
+    ["create-user", "operator", "--password", CREDENTIALS["operator"], "--admin"],
+)
+# Notification targets (they cannot log in) of `live_server` and `quickstart_server`, as
+# §3 would create them; login -> (表示名, 連絡先電話番号).
+PHONE_USERS = {
+    "sato": ("佐藤 翔太", "+81-90-0123-0001"),
+    "suzuki": ("鈴木 花子", "+81-90-0123-0002"),
+}
 
 SERVER_START_TIMEOUT = 30.0
 DEFAULT_TIMEOUT_MS = 10_000
 
-_SERVER_LOG = pytest.StashKey[Path]()
-_SERVER_CRASHED = pytest.StashKey[str]()
+# Server name -> its output file / how it ended, when it did not end well.
+_SERVER_LOGS = pytest.StashKey[dict[str, Path]]()
+_SERVER_CRASHED = pytest.StashKey[dict[str, str]]()
 _SCREENSHOTS = pytest.StashKey[Path]()
 
 
@@ -63,14 +85,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_env(instance: Path) -> dict[str, str]:
+def _server_env(instance: Path, mode: str = "simulate", api_base: str | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         # Outside settings must not leak into the app (XMONBRIDGE_* become config keys).
         if not k.startswith("XMONBRIDGE_") and k not in ("DATABASE_URL", "TWILIO_API_BASE", "TWILIO_MODE")
     }
-    env.update(XMONBRIDGE_INSTANCE=str(instance), TWILIO_MODE="simulate", PYTHONUNBUFFERED="1")
+    env.update(XMONBRIDGE_INSTANCE=str(instance), TWILIO_MODE=mode, PYTHONUNBUFFERED="1")
+    if api_base is not None:
+        env["TWILIO_API_BASE"] = api_base
     # gunicorn >= 25 opens a control socket in $XDG_RUNTIME_DIR or ~/.gunicorn/, shared by
     # every gunicorn of the user; keep ours next to the instance folder.
     env["XDG_RUNTIME_DIR"] = str(instance.parent)
@@ -92,25 +116,28 @@ def _run_cli(args: list[str], env: dict[str, str]) -> str:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    """Attach the server's output to the report of every failing e2e test."""
+    """Attach the servers' output to the report of every failing e2e test."""
     outcome = yield
     report = outcome.get_result()
-    log = item.config.stash.get(_SERVER_LOG, None)
-    if report.failed and log is not None and log.exists():
-        report.sections.append(("xmonbridge serve output", log.read_text(errors="replace")[-20_000:]))
+    if not report.failed:
+        return
+    for name, log in item.config.stash.get(_SERVER_LOGS, {}).items():
+        if log.exists():
+            report.sections.append((f"xmonbridge serve output ({name})", log.read_text(errors="replace")[-20_000:]))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Say where the screenshots are; show the server's output if it died (failing tests carry it)."""
+    """Say where the screenshots are; show a server's output if it died (failing tests carry it)."""
     folder = config.stash.get(_SCREENSHOTS, None)
     if folder is not None:
         count = len(list(folder.glob("*.png")))
         terminalreporter.write_line(f"e2e screenshots ({count}): {folder}")
-    log = config.stash.get(_SERVER_LOG, None)
-    crashed = config.stash.get(_SERVER_CRASHED, "")
-    if log is not None and log.exists() and crashed:
-        terminalreporter.section(f"xmonbridge serve output{crashed}")
-        terminalreporter.write_line(log.read_text(errors="replace")[-20_000:])
+    logs = config.stash.get(_SERVER_LOGS, {})
+    for name, crashed in config.stash.get(_SERVER_CRASHED, {}).items():
+        log = logs.get(name)
+        if log is not None and log.exists():
+            terminalreporter.section(f"xmonbridge serve output ({name}){crashed}")
+            terminalreporter.write_line(log.read_text(errors="replace")[-20_000:])
 
 
 @pytest.fixture(scope="session")
@@ -119,20 +146,35 @@ def credentials() -> dict[str, str]:
     return dict(CREDENTIALS)
 
 
-@pytest.fixture(scope="session")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the real app (init, create-user, serve) and yield its base URL."""
-    root = tmp_path_factory.mktemp("xmonbridge")
+@contextlib.contextmanager
+def running_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    mode: str = "simulate",
+    api_base: str | None = None,
+    phone_users: bool = False,
+) -> Iterator[str]:
+    """Start one app (init, create-user, serve) in a fresh instance; yield its base URL.
+
+    The users are those of CREDENTIALS, plus those of PHONE_USERS when `phone_users`; the
+    server is stopped when the block ends. `name` labels its folder and output in reports.
+    """
+    root = tmp_path_factory.mktemp(f"xmonbridge-{name}")
     instance = root / "instance"
-    env = _server_env(instance)
+    env = _server_env(instance, mode, api_base)
     _run_cli(["init"], env)
-    _run_cli(["create-user", "admin", "--password", CREDENTIALS["admin"], "--admin", "--approver"], env)
-    _run_cli(["create-user", "operator", "--password", CREDENTIALS["operator"], "--admin"], env)
+    for args in LOGIN_USERS:
+        _run_cli(args, env)
+    if phone_users:
+        for login, (display_name, number) in PHONE_USERS.items():
+            _run_cli(["create-user", login, "--name", display_name, "--phone", number, "--no-login"], env)
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = root / "serve.log"
-    request.config.stash[_SERVER_LOG] = log_path
+    request.config.stash.setdefault(_SERVER_LOGS, {})[name] = log_path
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -144,7 +186,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         )
     try:
         _wait_until_up(proc, f"{base}/login", log_path)
-        print(f"xmonbridge serving {base} from {instance}")
+        print(f"xmonbridge ({name}, TWILIO_MODE={mode}) serving {base} from {instance}")
         yield base
     finally:
         if proc.poll() is None:
@@ -155,7 +197,56 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 proc.kill()
                 proc.wait(timeout=10)
         if proc.returncode not in (0, -15):
-            request.config.stash[_SERVER_CRASHED] = f" (exited {proc.returncode})"
+            request.config.stash.setdefault(_SERVER_CRASHED, {})[name] = f" (exited {proc.returncode})"
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app in simulate mode (users admin and operator); yields its base URL."""
+    with running_server(request, tmp_path_factory, "simulate") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def quickstart_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another app in simulate mode, as the quick start runs it, with PHONE_USERS too."""
+    with running_server(request, tmp_path_factory, "quickstart", phone_users=True) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def fake_twilio_session() -> Iterator[FakeTwilio]:
+    """The fake Twilio REST API of `live_server`, started before it and stopped after it."""
+    fake = FakeTwilio().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_twilio(fake_twilio_session: FakeTwilio) -> Iterator[FakeTwilio]:
+    """The session's fake Twilio, its records cleared; the test fails on any invalid request."""
+    fake_twilio_session.clear()
+    yield fake_twilio_session
+    fake_twilio_session.assert_no_violations()
+
+
+@pytest.fixture(scope="session")
+def live_server_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_twilio_session: FakeTwilio
+) -> Iterator[str]:
+    """The app in live mode against the fake Twilio, with PHONE_USERS; yields its base URL."""
+    with running_server(
+        request, tmp_path_factory, "live", mode="live", api_base=fake_twilio_session.base_url, phone_users=True
+    ) as base:
+        yield base
+
+
+@pytest.fixture
+def live_server(live_server_session: str, fake_twilio: FakeTwilio) -> str:
+    """Base URL of the live-mode app; using it checks the fake's violations after the test."""
+    return live_server_session
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:

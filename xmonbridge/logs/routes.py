@@ -12,7 +12,7 @@ from sqlalchemy import Select, false, select
 
 from ..access import admin_required
 from ..extensions import db
-from ..models import LOG_KINDS, RequestLog, SimulatedMessage
+from ..models import LOG_KINDS, SETTING_TYPES, RequestLog, SimulatedMessage
 from ..telephony import explain
 from . import bp
 from .forms import LogFilterForm
@@ -68,6 +68,7 @@ def show(log_id: int) -> str:
         summary=summary,
         spoken=spoken_message(str(asked.get("Url", ""))),
         kinds=LOG_KINDS,
+        setting_types=SETTING_TYPES,
         explanation=explanation,
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 from .. import simple_call, telephony
 from ..approval import ConfigKind
 from ..messages import SMS_TEMPLATES, compose, sample_alert, sms_segments
-from ..models import LOG_TEST_CALL, LOG_TEST_SMS, TwilioAccount, User
+from ..models import LOG_TEST_CALL, LOG_TEST_SMS, SETTING_SIMPLE_CALL, SETTING_SMS, TwilioAccount, User
 from .forms import SettingForm, SimpleCallForm, SmsSettingForm
 from .kind import SIMPLE_CALL_KIND, SMS_KIND
 
@@ -110,7 +110,7 @@ def _sms_rows(setting: Any) -> list[tuple[str, str, str]]:
 
 SIMPLE_CALL = Channel(
     blueprint="simple_calls",
-    setting_type="simple_call",
+    setting_type=SETTING_SIMPLE_CALL,
     kind=SIMPLE_CALL_KIND,
     form_class=SimpleCallForm,
     intro=(
@@ -126,7 +126,7 @@ SIMPLE_CALL = Channel(
 
 SMS = Channel(
     blueprint="sms_settings",
-    setting_type="sms",
+    setting_type=SETTING_SMS,
     kind=SMS_KIND,
     form_class=SmsSettingForm,
     intro=(
