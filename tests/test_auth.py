@@ -115,3 +115,21 @@ def test_session_cookie_flags_follow_the_xmon_url(
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert ("Secure" in cookie) is secure
+
+
+def test_old_failures_are_forgotten(app: Flask, client: FlaskClient, auth: AuthActions) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from xmonbridge.extensions import db
+    from xmonbridge.models import LoginFailure, utcnow
+
+    auth.login("guess1", "wrong-password")
+    db.session.get(LoginFailure, "guess1").first_failure_at = utcnow() - timedelta(days=1)  # type: ignore[union-attr]
+    db.session.commit()
+    auth.login("guess2", "wrong-password")
+    db.session.expire_all()
+    assert db.session.scalars(select(LoginFailure.login)).all() == ["guess2"]
+    page = auth.login("x" * 65, "wrong-password").get_data(as_text=True)
+    assert "64 文字" in page or "64文字" in page

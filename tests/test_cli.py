@@ -67,6 +67,15 @@ def test_create_user_and_refuse_duplicates(tmp_path: Path) -> None:
     assert _run(instance, "create-user", "admin", "--if-missing").returncode == 0
     bad = _run(instance, "create-user", "sato", "--no-login", "--phone", "090-0123-0001", check=False)
     assert bad.returncode != 0 and "国番号" in bad.stderr
+    # The same rules as the ユーザ管理 form.
+    for args, message in [
+        (("bad name!", "--password", "long-enough-1"), "ログイン名は半角英数字と _ . @ - で入力してください。"),
+        (("sato", "--password", "short"), "パスワードは8文字以上128文字以内で入力してください。"),
+        (("sato", "--password", "long-enough-1", "--approver"), "承認権限は管理者にのみ付与できます。"),
+    ]:
+        refused = _run(instance, "create-user", *args, check=False)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    assert [row[0] for row in _query(instance, "select login from users")] == ["admin"]
 
 
 def test_serve_refuses_to_start_before_init(tmp_path: Path) -> None:

@@ -270,3 +270,18 @@ def test_the_simulated_list_is_paged(make_app: Any) -> None:
         assert 'rel="next" href="/admin/twilio/logs/simulated?page=2"' in first
         second = client.get(f"{URL}simulated?page=2").get_data(as_text=True)
         assert sids[0] in second and "全 3 件中 3–3 件" in second
+
+
+@pytest.mark.parametrize(
+    "query,message",
+    [
+        ("start=0001-01-01", "日付は 2000-01-01 から 2100-12-31 の範囲で入力してください。"),
+        ("end=9999-12-31", "日付は 2000-01-01 から 2100-12-31 の範囲で入力してください。"),
+        ("page=99999999999999999999999", "全 0 件"),
+    ],
+)
+def test_odd_queries_get_an_answer_not_an_error(client: FlaskClient, logged_in: object, query: str, message: str) -> None:
+    response = client.get(f"/admin/twilio/logs/?{query}")
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert client.get(f"/admin/twilio/logs/simulated?{query}").status_code == 200

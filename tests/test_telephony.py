@@ -121,3 +121,40 @@ def test_an_unreachable_twilio_is_a_temporary_connection_error(make_app: Any) ->
         assert caught.value.permanent is False
         [row] = _logs()
         assert row.http_status is None and row.error_message.startswith("connection error")
+
+
+def test_simulate_mode_answers_unknown_calls_like_twilio(app: Flask) -> None:
+    account = make_twilio_account()
+    with pytest.raises(telephony.TwilioError, match="見つかりません") as caught:
+        telephony.fetch_call(account, "CA" + "0" * 32)
+    assert caught.value.status == 404 and caught.value.code == 20404
+    [row] = _logs()
+    assert (row.http_status, row.error_code, row.simulated, row.success) == (404, 20404, True, False)
+
+
+def test_an_undecryptable_token_is_reported_not_crashed(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    account.auth_token_encrypted = "gAAAAA-not-a-valid-token"
+    db.session.commit()
+    with pytest.raises(telephony.TwilioError, match="AUTH TOKEN を復号できません"):
+        telephony.list_numbers(account)
+
+
+def test_a_refresh_marks_the_account_read_even_without_numbers(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    assert account.numbers_fetched_at is None
+    fake_twilio.phone_numbers["*"] = []
+    from_numbers.refresh(account)
+    db.session.commit()
+    assert from_numbers.cached(account.id) == [] and account.numbers_fetched_at is not None
+
+
+def test_forget_drops_the_cache_and_the_mark(live_app: Flask, fake_twilio: Any) -> None:
+    account, other = make_twilio_account(), make_twilio_account(name="別のアカウント")
+    for each in (account, other):
+        from_numbers.refresh(each)
+    db.session.commit()
+    from_numbers.forget(account)
+    db.session.commit()
+    assert from_numbers.cached(account.id) == [] and account.numbers_fetched_at is None
+    assert len(from_numbers.cached(other.id)) == 2 and other.numbers_fetched_at is not None

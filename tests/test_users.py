@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -142,3 +143,53 @@ def test_every_field_has_a_label(client: FlaskClient, logged_in: AuthActions) ->
         ("is_approver", "承認権限"),
     ]:
         assert f'for="{field_id}">{label}</label>' in page
+
+
+@pytest.fixture
+def non_approver(client: FlaskClient, auth: AuthActions) -> User:
+    """An administrator without 承認権限, logged in, beside an approving administrator."""
+    make_user(login="admin", is_admin=True, is_approver=True)
+    user = make_user(login="bob", is_admin=True)
+    auth.login("bob")
+    return user
+
+
+def test_a_non_approver_cannot_grant_approval_rights(client: FlaskClient, non_approver: User) -> None:
+    page = client.get(f"/admin/users/{non_approver.id}/edit").get_data(as_text=True)
+    assert 'disabled id="is_approver"' in page or re.search(r'<input[^>]*disabled[^>]*id="is_approver"', page)
+    page = client.post(
+        f"/admin/users/{non_approver.id}/edit", data={"login": "bob", "is_admin": "y", "is_approver": "y"}
+    ).get_data(as_text=True)
+    assert "承認権限の付与・取り消しは、承認権限を持つユーザのみが行えます。" in page
+    assert not _user("bob").is_approver  # type: ignore[union-attr]
+    client.post("/admin/users/new", data={**VALID, "login": "eve", "is_admin": "y", "is_approver": "y"})
+    assert _user("eve") is None
+
+
+def test_a_non_approver_cannot_take_over_an_approver(client: FlaskClient, non_approver: User) -> None:
+    approver = _user("admin")
+    assert approver is not None
+    old_hash = approver.password_hash
+    page = client.post(
+        f"/admin/users/{approver.id}/edit",
+        data={"login": "admin", "password": "taken-over-1", "is_admin": "y"},
+    ).get_data(as_text=True)
+    assert "承認権限を持つユーザの編集・削除は、承認権限を持つユーザのみが行えます。" in page
+    assert _user("admin").password_hash == old_hash  # type: ignore[union-attr]
+    client.post(f"/admin/users/{approver.id}/delete")
+    assert _user("admin") is not None
+
+
+def test_approval_rights_need_the_administrator_role(client: FlaskClient, logged_in: AuthActions) -> None:
+    page = client.post("/admin/users/new", data={**VALID, "is_approver": "y"}).get_data(as_text=True)
+    assert "承認権限は管理者にのみ付与できます。" in page
+    assert _user("sato") is None
+
+
+def test_the_last_approver_keeps_the_right(client: FlaskClient, logged_in: AuthActions, admin: User) -> None:
+    make_user(login="other", is_admin=True)
+    page = client.post(f"/admin/users/{admin.id}/edit", data={"login": "admin", "is_admin": "y"}).get_data(
+        as_text=True
+    )
+    assert "承認権限を持つ最後のユーザの承認権限を外す・無効化・削除することはできません。" in page
+    assert _user("admin").is_approver  # type: ignore[union-attr]

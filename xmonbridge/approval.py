@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import abort
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import (
@@ -135,12 +136,33 @@ def request_change(
     return change
 
 
+def _claim(change: PendingChange, status: str, user: User) -> None:
+    """Decide a change only if it is still pending: a conditional UPDATE, so two approvers
+    clicking at once cannot both apply it (the second one's UPDATE matches no row)."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(PendingChange)
+        .where(PendingChange.id == change.id, PendingChange.status == STATUS_PENDING)
+        .values(status=status, decided_by_id=user.id, decided_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise ApprovalError("この変更は既に処理されています。")
+    change.status, change.decided_by_id, change.decided_at = status, user.id, now
+
+
 def approve(change: PendingChange, user: User) -> Any:
-    """Apply a pending change to the configuration tables and mark it approved."""
+    """Apply a pending change to the configuration tables and mark it approved.
+
+    1. Claim the change (still pending, nobody else took it).
+    2. Check it still applies (target exists, names free, references valid).
+    3. Write the configuration; a deletion also closes the other pending changes of
+       that object, so none of them can later land on a new object reusing its id.
+    Any ApprovalError leaves it to the caller to roll back, claim included.
+    """
     if not user.is_approver:
         abort(403)
-    if change.status != STATUS_PENDING:
-        raise ApprovalError("この変更は既に処理されています。")
+    _claim(change, STATUS_APPROVED, user)
     kind = REGISTRY[change.kind]
     values = change.data
     obj = None
@@ -160,12 +182,22 @@ def approve(change: PendingChange, user: User) -> Any:
         kind.write(obj, values)
     elif change.action == ACTION_DELETE:
         db.session.delete(obj)
-    db.session.flush()
+        db.session.execute(
+            update(PendingChange)
+            .where(
+                PendingChange.kind == kind.key,
+                PendingChange.target_id == change.target_id,
+                PendingChange.status == STATUS_PENDING,
+            )
+            .values(status=STATUS_REJECTED, decided_by_id=user.id, decided_at=change.decided_at)
+            .execution_options(synchronize_session=False)
+        )
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        raise ApprovalError(f"{kind.label}の制約に反するため、適用できません。") from exc
     if change.action == ACTION_CREATE:
         change.target_id = obj.id
-    change.status = STATUS_APPROVED
-    change.decided_by_id = user.id
-    change.decided_at = utcnow()
     return obj
 
 
@@ -173,11 +205,7 @@ def reject(change: PendingChange, user: User) -> None:
     """Discard a pending change."""
     if not user.is_approver:
         abort(403)
-    if change.status != STATUS_PENDING:
-        raise ApprovalError("この変更は既に処理されています。")
-    change.status = STATUS_REJECTED
-    change.decided_by_id = user.id
-    change.decided_at = utcnow()
+    _claim(change, STATUS_REJECTED, user)
 
 
 def submit(

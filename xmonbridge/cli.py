@@ -10,10 +10,13 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
-from . import create_app, keys, phone
+from . import create_app, keys
 from .extensions import db
 from .models import User
+from .users import rules
+from .users.forms import UserForm
 
 
 @click.command("init")
@@ -53,17 +56,23 @@ def create_user_command(
             click.echo(f"user {login} already exists; nothing changed")
             return
         raise click.ClickException(f"user {login} already exists")
-    user = User(login=login, name=name, is_admin=admin, is_approver=approver, login_disabled=no_login)
-    if phone_number:
-        try:
-            user.phone = phone.to_e164(phone_number)
-        except phone.PhoneNumberError as exc:
-            raise click.BadParameter(str(exc), param_hint="--phone") from exc
     generated = None
     if password is None and not no_login:
         password = generated = secrets.token_urlsafe(12)
-    if password:
-        user.set_password(password)
+    values = {"login": login, "name": name, "password": password or "", "phone": phone_number or ""}
+    values.update({flag: "y" for flag, on in (("login_disabled", no_login), ("is_admin", admin), ("is_approver", approver)) if on})
+    # The web form's own validation, so the command line cannot store what the screen refuses.
+    with current_app.test_request_context(method="POST"):
+        form = UserForm(formdata=MultiDict(values), meta={"csrf": False})
+        ok = form.validate()
+        # The command line acts with every right; only the role rules apply.
+        problems = rules.save_problems(None, form, User(is_approver=True)) if ok else []
+        errors = [f"{field.label.text}: {message}" for field, message in problems]
+        errors += [f"{form[name].label.text}: {message}" for name, messages in form.errors.items() for message in messages]
+        if errors:
+            raise click.ClickException("\n".join(errors))
+        user = User()
+        form.save_to(user)
     db.session.add(user)
     db.session.commit()
     click.echo(f"created user {login}" + (" (admin)" if admin else "") + (" (approver)" if approver else ""))

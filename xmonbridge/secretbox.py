@@ -6,6 +6,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
 
+class SecretError(ValueError):
+    """A stored secret that this instance's FERNET_KEY cannot decrypt."""
+
+
 def _fernet() -> Fernet:
     key = current_app.config.get("FERNET_KEY")
     if not key:
@@ -19,8 +23,8 @@ def encrypt(plain: str) -> str:
 
 
 def decrypt(token: str) -> str:
-    """Decrypt a Fernet token string; raise ValueError when the key does not fit."""
+    """Decrypt a Fernet token string; raise SecretError when the key does not fit."""
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("secret cannot be decrypted with this FERNET_KEY") from exc
+        raise SecretError("secret cannot be decrypted with this FERNET_KEY") from exc

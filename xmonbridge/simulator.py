@@ -9,12 +9,11 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import select
-from twilio.base.exceptions import TwilioRestException
 from sqlalchemy.orm import Session
 
 from .extensions import db
 from .models import SimulatedMessage, TwilioAccount
-from .telephony import CallState, OwnedNumber
+from .telephony import CallState, OwnedNumber, explain
 
 NUMBERS = (
     OwnedNumber("+815012340001", "シミュレーション番号 1(音声・SMS)", voice=True, sms=True),
@@ -55,5 +54,5 @@ class Simulator:
     def fetch_call(self, sid: str) -> CallState:
         row = db.session.scalar(select(SimulatedMessage).where(SimulatedMessage.sid == sid))
         if row is None:
-            raise TwilioRestException(404, f"/Calls/{sid}.json", "The requested resource was not found", 20404)
+            raise explain(404, 20404)
         return CallState(sid=sid, status=row.status)

@@ -240,8 +240,12 @@ def _perform(
     except requests.RequestException as exc:
         error = TwilioError(CONNECTION_TEXT, permanent=False)
         row.error_message = f"connection error: {type(exc).__name__}"
-    except ValueError as exc:
-        # secretbox could not decrypt the token: the instance's fernet.key changed.
+    except TwilioError as exc:
+        # The simulator answers errors the way Twilio would, already classified.
+        error = exc
+        row.http_status, row.error_code, row.error_message = exc.status, exc.code, str(exc)
+    except secretbox.SecretError as exc:
+        # The token cannot be decrypted: the instance's fernet.key changed.
         error = TwilioError("AUTH TOKEN を復号できません。fernet.key を確認してください。", permanent=True)
         row.error_message = str(exc)
     row.duration_ms = int((time.monotonic() - started) * 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import delete, or_
 
 from ..extensions import db
 from ..models import LoginFailure, utcnow
@@ -20,6 +21,15 @@ def record_failure(login: str) -> None:
     """Count a failed attempt; lock the name once the limit is reached in the window."""
     cfg = current_app.config
     now = utcnow()
+    # Forget names whose window and lock are over, so guessing names cannot grow the table.
+    stale = now - timedelta(seconds=max(cfg["LOGIN_WINDOW_SECONDS"], cfg["LOGIN_LOCK_SECONDS"]))
+    db.session.execute(
+        delete(LoginFailure).where(
+            LoginFailure.login != login,
+            LoginFailure.first_failure_at < stale,
+            or_(LoginFailure.locked_until.is_(None), LoginFailure.locked_until < now),
+        )
+    )
     row = db.session.get(LoginFailure, login)
     if row is None or now - row.first_failure_at > timedelta(seconds=cfg["LOGIN_WINDOW_SECONDS"]):
         if row is None:

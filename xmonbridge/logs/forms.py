@@ -25,6 +25,15 @@ def _utc_start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, JST).astimezone(timezone.utc).replace(tzinfo=None)
 
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def _in_range(_form: Any, field: DateField) -> None:
+    """Refuse dates that would overflow once shifted from JST to UTC (0001-01-01, 9999-12-31)."""
+    if field.data and not FIRST_DAY <= field.data <= LAST_DAY:
+        raise ValidationError("日付は 2000-01-01 から 2100-12-31 の範囲で入力してください。")
+
+
 def _account_names() -> list[str]:
     """Names of accounts in the log (kept after a rename or deletion) and of current accounts."""
     names = set(db.session.scalars(select(RequestLog.account_name).distinct()))
@@ -46,8 +55,8 @@ class LogFilterForm(BaseForm):
         default="",
         choices=[SelectChoice("", "すべて"), SelectChoice(RESULT_SUCCESS, "成功"), SelectChoice(RESULT_FAILURE, "失敗")],
     )
-    start = DateField("期間 開始日", validators=[Optional()], invalid_value_message=INVALID_DATE)
-    end = DateField("期間 終了日", validators=[Optional()], invalid_value_message=INVALID_DATE)
+    start = DateField("期間 開始日", validators=[Optional(), _in_range], invalid_value_message=INVALID_DATE)
+    end = DateField("期間 終了日", validators=[Optional(), _in_range], invalid_value_message=INVALID_DATE)
     destination = StringField(
         "宛先",
         validators=[Length(max=32)],

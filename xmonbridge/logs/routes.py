@@ -19,13 +19,15 @@ from .forms import LogFilterForm
 from .guide import error_help
 
 CHANNELS = {"call": "電話", "sms": "SMS"}
+MAX_PAGE = 1_000_000
 
 
 def _paginate(stmt: Select[Any]) -> Pagination:
     """One page of stmt; a missing or bad ?page= shows the first page, one past the end no rows."""
     return db.paginate(
         stmt,
-        page=request.args.get("page", 1, type=int),
+        # Clamped: a huge ?page= would overflow SQLite's integer offset.
+        page=min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE),
         per_page=current_app.config["PAGE_SIZE"],
         max_per_page=None,
         error_out=False,
