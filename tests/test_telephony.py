@@ -153,7 +153,7 @@ def test_forget_drops_the_cache_and_the_mark(live_app: Flask, fake_twilio: Any) 
     account, other = make_twilio_account(), make_twilio_account(name="別のアカウント")
     for each in (account, other):
         from_numbers.refresh(each)
-    db.session.commit()
+        db.session.commit()  # the request log is written apart: no write lock may be held
     from_numbers.forget(account)
     db.session.commit()
     assert from_numbers.cached(account.id) == [] and account.numbers_fetched_at is None

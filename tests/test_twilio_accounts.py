@@ -12,9 +12,10 @@ from sqlalchemy import func, select, text
 
 from xmonbridge import secretbox
 from xmonbridge.extensions import db
-from xmonbridge.models import PendingChange, TwilioAccount, User
+from xmonbridge.models import PendingChange, TwilioAccount, TwilioPhoneNumber, User
 from tests.conftest import AuthActions
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, BIN_URL, make_twilio_account, make_user, set_xmon_url
+from tests.fake_twilio import FakeNumber
 
 VALID = {"name": "運用チームアカウント", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "twiml_bin_url": BIN_URL}
 
@@ -246,3 +247,56 @@ def test_upper_case_hex_sid_is_normalised(client: FlaskClient, logged_in: AuthAc
     data: dict[str, Any] = {**VALID, "account_sid": "AC" + "0123456789ABCDEF" * 2, "submit_approve": "y"}
     client.post("/admin/twilio/accounts/new", data=data)
     assert _accounts()[0].account_sid == ACCOUNT_SID
+
+
+# --- the From-number cache follows the account's credentials -------------------------------
+
+NEW_SID = "AC" + "fedcba9876543210" * 2
+SIMPLE_CALL_NEW = "/admin/twilio/simple-calls/new"
+
+
+def _from_options(client: FlaskClient) -> list[str]:
+    page = client.get(SIMPLE_CALL_NEW).get_data(as_text=True)
+    select_html = re.search(r'<select[^>]*id="from_number".*?</select>', page, re.S)[0]  # type: ignore[index]
+    return re.findall(r'<option[^>]*value="([^"]*)"', select_html)
+
+
+def _cached_numbers(account_id: int) -> int:
+    query = select(func.count()).select_from(TwilioPhoneNumber).where(TwilioPhoneNumber.account_id == account_id)
+    return db.session.scalar(query) or 0
+
+
+def test_approved_new_credentials_drop_the_cached_numbers(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account = make_twilio_account()
+    assert _from_options(client) == ["+815012340001", "+815012340002"]
+    fake_twilio.phone_numbers[NEW_SID] = [FakeNumber("+815012340009", voice=True)]
+    edit = f"/admin/twilio/accounts/{account.id}/edit"
+
+    client.post(edit, data={**VALID, "account_sid": NEW_SID, "auth_token": "", "submit": "y"})
+    assert _cached_numbers(account.id) == 2  # pending: the old account still applies
+    change = db.session.scalar(select(PendingChange))
+    client.post(f"/admin/twilio/approvals/{change.id}/approve")  # type: ignore[union-attr]
+    db.session.expire_all()
+    assert _cached_numbers(account.id) == 0 and _accounts()[0].numbers_fetched_at is None
+    assert _from_options(client) == ["+815012340009"]  # read again, from the new account
+    [_, second] = fake_twilio.requests_for("ListIncomingPhoneNumber")
+    assert second.account_sid == NEW_SID
+
+    # A new AUTH TOKEN alone (編集と承認) also drops the cache.
+    client.post(edit, data={**VALID, "account_sid": NEW_SID, "auth_token": "b" * 32, "submit_approve": "y"})
+    db.session.expire_all()
+    assert _cached_numbers(account.id) == 0 and _accounts()[0].numbers_fetched_at is None
+
+
+def test_other_account_edits_keep_the_cached_numbers(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account = make_twilio_account()
+    _from_options(client)
+    edit = f"/admin/twilio/accounts/{account.id}/edit"
+    # The same token typed again is no change (its ciphertext differs, the token does not).
+    client.post(edit, data={**VALID, "name": "新しい名前", "submit_approve": "y"})
+    db.session.expire_all()
+    assert _accounts()[0].name == "新しい名前"
+    assert _cached_numbers(account.id) == 2 and _accounts()[0].numbers_fetched_at is not None
+    assert len(fake_twilio.requests_for("ListIncomingPhoneNumber")) == 1

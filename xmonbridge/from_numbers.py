@@ -19,9 +19,9 @@ def cached(account_id: int, *, voice: bool = False, sms: bool = False) -> list[T
     return list(db.session.scalars(query.order_by(TwilioPhoneNumber.phone_number)))
 
 
-def has_cache(account_id: int) -> bool:
-    """Tell whether the account's numbers were ever read."""
-    return db.session.scalar(select(TwilioPhoneNumber.id).where(TwilioPhoneNumber.account_id == account_id).limit(1)) is not None
+def was_read(account: TwilioAccount) -> bool:
+    """Tell whether the account's numbers were read (since its credentials last changed)."""
+    return account.numbers_fetched_at is not None
 
 
 def refresh(account: TwilioAccount) -> None:
@@ -33,6 +33,8 @@ def refresh(account: TwilioAccount) -> None:
     numbers = telephony.list_numbers(account)  # raises TwilioError: cache untouched
     db.session.execute(delete(TwilioPhoneNumber).where(TwilioPhoneNumber.account_id == account.id))
     now = utcnow()
+    # Marked even when the account owns no number, so the next request does not ask again.
+    account.numbers_fetched_at = now
     for number in numbers:
         db.session.add(
             TwilioPhoneNumber(
@@ -45,3 +47,9 @@ def refresh(account: TwilioAccount) -> None:
             )
         )
     db.session.flush()
+
+
+def forget(account: TwilioAccount) -> None:
+    """Drop the cache, so the numbers are read again (from changed credentials) on next use."""
+    db.session.execute(delete(TwilioPhoneNumber).where(TwilioPhoneNumber.account_id == account.id))
+    account.numbers_fetched_at = None

@@ -119,6 +119,9 @@ class TwilioAccount(db.Model):
     account_sid: Mapped[str] = mapped_column(String(34))
     auth_token_encrypted: Mapped[str] = mapped_column(Text)
     twiml_bin_url: Mapped[str | None] = mapped_column(String(2048))
+    # When from_numbers.refresh() last read the numbers; None: never, or the credentials changed.
+    # An account may own no number, so an empty TwilioPhoneNumber cache does not mean "never read".
+    numbers_fetched_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import simple_call, telephony
 from ..approval import ConfigKind
+from ..config_views import ConfigPages
 from ..messages import SMS_TEMPLATES, compose, sample_alert, sms_segments
 from ..models import LOG_TEST_CALL, LOG_TEST_SMS, SETTING_SIMPLE_CALL, SETTING_SMS, TwilioAccount, User
 from .forms import SettingForm, SimpleCallForm, SmsSettingForm
@@ -33,17 +34,31 @@ class Channel:
     # 「テスト通話」/「送信テスト」 and the sentence about its cost (§5.1.3, §6).
     test_label: str
     test_cost_note: str
+    # What the test does to its one destination: 発信 (a call) or 送信 (an SMS).
+    test_verb: str
     # Sends one test with the form's unsaved values; returns the SID or raises TwilioError.
     send_test: Callable[[SettingForm, TwilioAccount, User, int | None], str]
     # Says the test went out; formatted with sid= and to=.
     test_done: str
     # Extra rows of the detail page: (field name to show them after, label, text).
     extra_rows: Callable[[Any], list[tuple[str, str, str]]]
+    # The 再生メッセージ置き換え設定 page linked from the 一覧 (speech only).
+    replacements_endpoint: str | None = None
 
     @property
     def label(self) -> str:
         """The screen's name: 通話設定(シンプル通話) or SMS 通知設定."""
         return self.kind.label
+
+    @property
+    def bin_url_required(self) -> bool:
+        """Tell whether only accounts with a TwiML Bin URL can be used (simple calls)."""
+        return self.form_class.bin_url_required
+
+    @property
+    def pages(self) -> ConfigPages:
+        """The 一覧 and 詳細表示 of this screen, for the shared views."""
+        return ConfigPages(self.kind, self.blueprint, "setting_id")
 
     def endpoint(self, view: str) -> str:
         """The endpoint of one of this screen's views."""
@@ -119,9 +134,11 @@ SIMPLE_CALL = Channel(
     ),
     test_label="テスト通話",
     test_cost_note="テスト通話の使用には発信料が発生します。",
+    test_verb="発信",
     send_test=_test_call,
     test_done="テスト通話を {to} に発信しました。Call SID: {sid}",
     extra_rows=_simple_call_rows,
+    replacements_endpoint="simple_calls.replacements",
 )
 
 SMS = Channel(
@@ -135,6 +152,7 @@ SMS = Channel(
     ),
     test_label="送信テスト",
     test_cost_note="送信テストの使用には SMS 送信料が発生します。",
+    test_verb="送信",
     send_test=_test_sms,
     test_done="送信テストの SMS を {to} に送信しました。Message SID: {sid}",
     extra_rows=_sms_rows,

@@ -14,7 +14,8 @@ from wtforms import FieldList, IntegerField, SelectChoice, SelectField, StringFi
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from .. import from_numbers, phone
-from ..approval import ConfigKind, pending_for
+from ..approval import ConfigKind
+from ..config_views import add_error, check_unique_name
 from ..extensions import db
 from ..forms import BaseForm, strip
 from ..messages import (
@@ -32,7 +33,7 @@ from ..messages import (
     sms_segments,
     template_choices,
 )
-from ..models import ACTION_CREATE, TwilioAccount, TwilioPhoneNumber, User
+from ..models import TwilioAccount, TwilioPhoneNumber, User
 from .kind import SIMPLE_CALL_KIND, SMS_KIND, recipient_label
 
 NO_RECIPIENT = "宛先の電話番号(To)を選択してください。"
@@ -55,11 +56,6 @@ def unix_newlines(value: Any) -> Any:
 def rstrip(value: Any) -> Any:
     """Filter: drop trailing blanks and empty lines."""
     return value.rstrip() if isinstance(value, str) else value
-
-
-def add_error(field: Any, message: str) -> None:
-    """Show one more message next to a field (after or without validation)."""
-    field.errors = [*field.errors, message]
 
 
 def number_label(number: TwilioPhoneNumber) -> str:
@@ -167,6 +163,14 @@ class SettingForm(BaseForm):
         labels = {c.value: c.label for c in self.recipient_options}
         return [SelectChoice(str(i), labels[str(i)]) for i in dict.fromkeys(self.recipient_ids()) if str(i) in labels]
 
+    def add_row(self) -> None:
+        """Add a blank To row (the no-script 「宛先の追加」), up to the list's maximum."""
+        limit = self.recipients.max_entries
+        if limit and len(self.recipients) >= limit:
+            add_error(self.add_recipient, f"宛先は最大 {limit} 件までです。")
+            return
+        self.recipients.append_entry()
+
     def remove_row(self, index: int) -> None:
         """Drop one To row (the no-script 「削除」); one blank row stays at least."""
         ids = [entry.data for entry in self.recipients]
@@ -186,13 +190,7 @@ class SettingForm(BaseForm):
 
     def validate_name(self, field: StringField) -> None:
         """Refuse a name that a setting, or a setting waiting to be created, has."""
-        model = self.kind.model
-        other = db.session.scalar(select(model).where(model.name == field.data))  # type: ignore[attr-defined]
-        if other is not None and other is not self.setting:
-            raise ValidationError("この名称は既に使われています。")
-        for change in pending_for(self.kind):
-            if change.action == ACTION_CREATE and change.data.get("name") == field.data:
-                raise ValidationError(f"この名称で作成を承認待ちの{self.kind.label}があります。")
+        check_unique_name(self.kind, field.data, self.setting)
 
     def validate_custom_message(self, field: TextAreaField) -> None:
         """Require the text for 「内容を指定する」, within the channel's limit."""

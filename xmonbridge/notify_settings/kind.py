@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from .. import phone
 from ..approval import ConfigKind, Field, register
+from ..config_views import name_taken_reason
 from ..extensions import db
 from ..messages import CALL_TEMPLATES, SMS_TEMPLATES, Template, template_choices
 from ..models import (
@@ -58,10 +59,9 @@ def _make_check(label: str, model: type, needs_bin_url: bool) -> Callable[[str, 
         """Refuse a change whose name is taken or whose account or users are gone."""
         if action == ACTION_DELETE:
             return None
-        if "name" in values:
-            other = db.session.scalar(select(model).where(model.name == values["name"]))  # type: ignore[attr-defined]
-            if other is not None and other is not obj:
-                return f"名称「{values['name']}」の{label}が既に存在するため、適用できません。"
+        reason = name_taken_reason(label, model, obj, values)
+        if reason:
+            return reason
         if "account_id" in values:
             account = db.session.get(TwilioAccount, values["account_id"])
             if account is None:

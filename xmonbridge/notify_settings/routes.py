@@ -7,19 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from .. import approval, from_numbers, replacement_lists, telephony, twiml
 from ..access import admin_required
+from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
-from ..forms import EmptyForm
-from ..models import ACTION_CREATE, ACTION_DELETE, ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings
+from ..models import ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel
-from .forms import ReplacementForm, SettingForm, add_error
+from .forms import ReplacementForm, SettingForm
 from .kind import REPLACEMENTS_KIND, recipient_label
 
 
@@ -40,32 +40,22 @@ def _guide_context() -> dict[str, Any]:
     return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().voice)}
 
 
-def _finish(channel: Channel, action: str, applied: Any, name: str) -> Response:
-    """Flash the outcome of a change and go to the right page."""
-    verb = ACTIONS[action]
-    if applied is None:
-        flash(f"{channel.label}「{name}」の{verb}を承認待ちにしました。承認権限を持つユーザの承認後に反映されます。", "info")
-        return redirect(url_for(channel.endpoint("index")))
-    flash(f"{channel.label}「{name}」を{verb}し、承認しました。", "success")
-    if action == ACTION_DELETE:
-        return redirect(url_for(channel.endpoint("index")))
-    return redirect(url_for(channel.endpoint("show"), setting_id=applied.id))
-
-
 def _load_numbers(form: SettingForm) -> str | None:
-    """Fill the From list: read it from Twilio on 「再取得」 or while the cache is empty.
+    """Fill the From list: read it from Twilio on 「再取得」 or if the account's were never read.
 
-    On failure the cached list stays; the Japanese reason is returned for the form.
+    An account that owns no number is read once too, not on every request (each read is a
+    Twilio request and a ログ row). On failure the cached list stays; the Japanese reason is
+    returned for the form.
     """
     account = form.account
     error = None
-    if account is not None and (form.refresh_numbers.data or not from_numbers.has_cache(account.id)):
+    if account is not None and (form.refresh_numbers.data or not from_numbers.was_read(account)):
         try:
             from_numbers.refresh(account)
             db.session.commit()
         except telephony.TwilioError as exc:
             db.session.rollback()
-            kept = "前回取得した一覧を表示しています。" if from_numbers.has_cache(account.id) else ""
+            kept = "前回取得した一覧を表示しています。" if from_numbers.was_read(account) else ""
             error = f"Twilio 電話番号を取得できませんでした。{exc}{kept}"
     form.bind_numbers()
     return error
@@ -73,10 +63,12 @@ def _load_numbers(form: SettingForm) -> str | None:
 
 def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     """Send one test with the form's unsaved values; nothing is saved."""
+    refused = TestResult(False, f"入力内容に誤りがあるため、{channel.test_label}を実行できませんでした。各項目を確認してください。")
     if not form.validate_for_test():
-        return TestResult(False, f"入力内容に誤りがあるため、{channel.test_label}を実行できませんでした。各項目を確認してください。")
-    to = db.session.get(User, form.test_to.data)
-    assert form.account is not None and to is not None  # both validated just above
+        return refused
+    to = db.session.get(User, form.test_to.data) if form.test_to.data is not None else None
+    if form.account is None or to is None:  # validated just above; a guard, not an assert (-O drops those)
+        return refused
     setting_id = form.setting.id if form.setting is not None else None
     try:
         sid = channel.send_test(form, form.account, to, setting_id)
@@ -86,23 +78,6 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     if current_app.config["TWILIO_MODE"] == "simulate":
         message += "(シミュレーションモードのため、実際には送られていません。)"
     return TestResult(True, message)
-
-
-def _save(channel: Channel, form: SettingForm) -> Response | None:
-    """Record the change (作成/編集) or apply it at once (「…と承認」); None when refused."""
-    setting = form.setting
-    action = ACTION_CREATE if setting is None else ACTION_UPDATE
-    name = form.name.data if setting is None else setting.name
-    try:
-        _change, applied = approval.submit(
-            channel.kind, action, current_user, bool(form.submit_approve.data), values=form.values(), obj=setting
-        )
-    except approval.ApprovalError as exc:
-        db.session.rollback()
-        add_error(form.name, str(exc))
-        return None
-    db.session.commit()
-    return _finish(channel, action, applied, name)
 
 
 def _form_page(channel: Channel, setting: Any = None) -> Response | str:
@@ -118,11 +93,11 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
         if form.run_test.data:
             test_result = _run_test(channel, form)
         elif form.add_recipient.data:
-            form.recipients.append_entry()
+            form.add_row()
         elif form.remove_recipient.data is not None:
             form.remove_row(form.remove_recipient.data)
         elif (form.submit.data or form.submit_approve.data) and form.validate():
-            response = _save(channel, form)
+            response = save_change(channel.pages, form, setting)
             if response is not None:
                 return response
     if numbers_error:
@@ -144,13 +119,14 @@ def register(bp: Blueprint, channel: Channel) -> None:
     @admin_required
     def index() -> str:
         """List the approved settings and the pending changes."""
-        model = channel.kind.model
-        settings = db.session.scalars(select(model).order_by(model.name)).all()  # type: ignore[attr-defined]
+        model: Any = channel.kind.model
+        settings = db.session.scalars(select(model).order_by(model.name)).all()
         return render_template(
             "notify_settings/index.html",
             channel=channel,
             rows=[(s, channel.field_texts(s)) for s in settings],
             pending=approval.pending_for(channel.kind),
+            actions=ACTIONS,
             has_account=bool(channel.form_class.offered_accounts()),
             **_guide_context(),
         )
@@ -173,6 +149,8 @@ def register(bp: Blueprint, channel: Channel) -> None:
             setting=setting,
             rows=channel.detail_rows(setting),
             pending=[(c, approval.diff(c)) for c in pending],
+            actions=ACTIONS,
+            delete_form=DeleteForm(),
         )
 
     @bp.route("/<int:setting_id>/edit", methods=["GET", "POST"])
@@ -185,21 +163,7 @@ def register(bp: Blueprint, channel: Channel) -> None:
     @admin_required
     def delete(setting_id: int) -> Response:
         """Propose (削除) or apply (削除と承認) the deletion of a setting."""
-        setting = _get_setting_or_404(channel, setting_id)
-        if not EmptyForm().validate_on_submit():
-            flash("削除できませんでした。画面を開き直してやり直してください。", "danger")
-            return redirect(url_for(channel.endpoint("show"), setting_id=setting_id))
-        name = setting.name
-        try:
-            _change, applied = approval.submit(
-                channel.kind, ACTION_DELETE, current_user, request.form.get("approve") == "1", obj=setting
-            )
-        except approval.ApprovalError as exc:
-            db.session.rollback()
-            flash(str(exc), "danger")
-            return redirect(url_for(channel.endpoint("show"), setting_id=setting_id))
-        db.session.commit()
-        return _finish(channel, ACTION_DELETE, applied, name)
+        return delete_view(channel.pages, _get_setting_or_404(channel, setting_id))
 
 
 def replacements_page(scope: str, back_endpoint: str) -> Response | str:
@@ -234,6 +198,7 @@ def replacements_page(scope: str, back_endpoint: str) -> Response | str:
         back_endpoint=back_endpoint,
         current=row.content if row is not None else "",
         pending=[(c, approval.diff(c)) for c in pending],
+        actions=ACTIONS,
     )
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from .. import secretbox
-from ..extensions import db
+from ..config_views import check_unique_name
 from ..forms import BaseForm, HttpUrl, blank_to_none, strip
-from ..models import ACTION_CREATE, STATUS_PENDING, PendingChange, TwilioAccount
+from ..models import TwilioAccount
 from .kind import KIND
 
 
@@ -62,18 +61,7 @@ class TwilioAccountForm(BaseForm):
 
     def validate_name(self, field: StringField) -> None:
         """Refuse a name that an account, or an account waiting to be created, has."""
-        other = db.session.scalar(select(TwilioAccount).where(TwilioAccount.name == field.data))
-        if other is not None and other is not self.account:
-            raise ValidationError("この名称は既に使われています。")
-        for change in db.session.scalars(
-            select(PendingChange).where(
-                PendingChange.kind == KIND.key,
-                PendingChange.status == STATUS_PENDING,
-                PendingChange.action == ACTION_CREATE,
-            )
-        ):
-            if change.data.get("name") == field.data:
-                raise ValidationError("この名称で作成を承認待ちの Twilio アカウント情報があります。")
+        check_unique_name(KIND, field.data, self.account)
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Also require the token on 新規作成 (Optional() skips blanks on 編集)."""
