@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xmonbridge import create_app, keys
+from xmonbridge import create_app, readiness
 
 app = create_app()
-keys.require(app)
+readiness.require(app)

@@ -117,3 +117,14 @@ def test_serve_answers_on_the_given_port(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_serve_refuses_an_outdated_schema(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    _run(instance, "init")
+    _run(instance, "db", "downgrade", "0001")
+    result = _run(instance, "serve", "--port", "1", check=False)
+    assert result.returncode != 0
+    assert "run `xmonbridge init` to apply the migrations" in result.stderr
+    _run(instance, "init")  # brings it back to the newest schema
+    assert "No new upgrade operations detected." in _run(instance, "db", "check").stdout

@@ -12,7 +12,7 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from . import create_app, keys
+from . import create_app, keys, readiness
 from .extensions import db
 from .models import User
 from .users import rules
@@ -89,7 +89,7 @@ def serve_command(host: str, port: int, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     app = create_app()
-    keys.require(app)
+    readiness.require(app)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
