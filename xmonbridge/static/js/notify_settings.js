@@ -114,7 +114,9 @@ function initSettingForm(form) {
   }
 
   form.addEventListener("click", (event) => {
-    if (event.target.closest("[data-add-row]")) {
+    const add = event.target.closest("[data-add-row]");
+    // At the limit the button submits as without scripts, and the server explains why.
+    if (add && rows.querySelectorAll(".recipient-row").length < Number(add.dataset.maxRows)) {
       event.preventDefault();
       addRow();
     }
