@@ -113,7 +113,8 @@ def logged_in(admin: Any, auth: AuthActions) -> AuthActions:
 
 
 @pytest.fixture(scope="session")
-def _fake_twilio_server() -> Iterator[Any]:
+def fake_twilio_server() -> Iterator[Any]:
+    """The one fake Twilio of the test run, on 127.0.0.1; fixtures reset or clear it per test."""
     from tests.fake_twilio import FakeTwilio
 
     with FakeTwilio() as server:
@@ -121,11 +122,11 @@ def _fake_twilio_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def fake_twilio(_fake_twilio_server: Any) -> Iterator[Any]:
-    """The fake Twilio on 127.0.0.1, reset per test; fails the test on any invalid request."""
-    _fake_twilio_server.reset()
-    yield _fake_twilio_server
-    _fake_twilio_server.assert_no_violations()
+def fake_twilio(fake_twilio_server: Any) -> Iterator[Any]:
+    """The fake Twilio, reset per test; fails the test on any invalid request."""
+    fake_twilio_server.reset()
+    yield fake_twilio_server
+    fake_twilio_server.assert_no_violations()
 
 
 @pytest.fixture

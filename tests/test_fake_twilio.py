@@ -34,27 +34,18 @@ TWIML_URL = "https://bridge.example.com/webhooks/voice?alert=1"
 CALLS_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
 
 
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[FakeTwilio]:
-    """One server for the module (starting one per test is cheap too, but not needed)."""
-    with FakeTwilio() as server:
-        yield server
-
-
 @pytest.fixture
-def server(module_server: FakeTwilio) -> Iterator[FakeTwilio]:
+def server(fake_twilio: FakeTwilio) -> FakeTwilio:
     """A reset server; the test fails if the client sent anything the spec does not allow."""
-    module_server.reset()
-    yield module_server
-    module_server.assert_no_violations()
+    return fake_twilio
 
 
 @pytest.fixture
-def lenient_server(module_server: FakeTwilio) -> Iterator[FakeTwilio]:
+def lenient_server(fake_twilio_server: FakeTwilio) -> Iterator[FakeTwilio]:
     """A reset server for tests that send invalid requests on purpose."""
-    module_server.reset()
-    yield module_server
-    module_server.reset()
+    fake_twilio_server.reset()
+    yield fake_twilio_server
+    fake_twilio_server.reset()
 
 
 @pytest.fixture

@@ -214,31 +214,23 @@ def quickstart_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         yield base
 
 
-@pytest.fixture(scope="session")
-def fake_twilio_session() -> Iterator[FakeTwilio]:
-    """The fake Twilio REST API of `live_server`, started before it and stopped after it."""
-    fake = FakeTwilio().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 @pytest.fixture
-def fake_twilio(fake_twilio_session: FakeTwilio) -> Iterator[FakeTwilio]:
-    """The session's fake Twilio, its records cleared; the test fails on any invalid request."""
-    fake_twilio_session.clear()
-    yield fake_twilio_session
-    fake_twilio_session.assert_no_violations()
+def fake_twilio(fake_twilio_server: FakeTwilio) -> Iterator[FakeTwilio]:
+    """The run's fake Twilio (tests/conftest.py), its records cleared but its numbers kept for
+    the live server; the test fails on any invalid request."""
+    fake_twilio_server.clear()
+    yield fake_twilio_server
+    fake_twilio_server.assert_no_violations()
 
 
 @pytest.fixture(scope="session")
 def live_server_session(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_twilio_session: FakeTwilio
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_twilio_server: FakeTwilio
 ) -> Iterator[str]:
     """The app in live mode against the fake Twilio, with PHONE_USERS; yields its base URL."""
+    fake_twilio_server.reset()  # default numbers, whatever tests ran before
     with running_server(
-        request, tmp_path_factory, "live", mode="live", api_base=fake_twilio_session.base_url, phone_users=True
+        request, tmp_path_factory, "live", mode="live", api_base=fake_twilio_server.base_url, phone_users=True
     ) as base:
         yield base
 
