@@ -2,8 +2,8 @@
 
 The server listens on 127.0.0.1 (a random free port) in a background thread, uses the
 standard library only, and checks EVERY request against Twilio's own OpenAPI description
-(``shared/twilio/twilio_api_v2010.json``, the sibling of the repository root; override with
-the environment variable ``XMONBRIDGE_TWILIO_OPENAPI``):
+(``tests/twilio/twilio_api_v2010.json``, a copy kept in the repository; override with the
+environment variable ``XMONBRIDGE_TWILIO_OPENAPI``):
 
 * the operation (method + path template, path parameter patterns),
 * HTTP Basic auth (username = the AccountSid in the path, or an ``SK...`` API key),
@@ -138,11 +138,11 @@ _SUCCESS_CODES = ("200", "201", "202", "204")
 
 
 def default_spec_path() -> Path:
-    """Return the OpenAPI file: $XMONBRIDGE_TWILIO_OPENAPI or <root>/shared/twilio/...json."""
+    """Return the OpenAPI file: $XMONBRIDGE_TWILIO_OPENAPI or the copy in tests/twilio/."""
     override = os.environ.get(SPEC_ENV_VAR)
     if override:
         return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parents[2] / "shared" / "twilio" / "twilio_api_v2010.json"
+    return Path(__file__).resolve().parent / "twilio" / "twilio_api_v2010.json"
 
 
 def make_sid(prefix: str, seed: str | None = None) -> str:
@@ -213,8 +213,8 @@ class TwilioSpec:
         resolved = Path(path).resolve() if path is not None else default_spec_path()
         if not resolved.is_file():
             raise FileNotFoundError(
-                f"Twilio OpenAPI description not found at {resolved}; expected the sibling "
-                f"directory shared/twilio/ of the repository, or set {SPEC_ENV_VAR}"
+                f"Twilio OpenAPI description not found at {resolved}; expected the copy in "
+                f"tests/twilio/ of the repository, or set {SPEC_ENV_VAR}"
             )
         return _load_spec_cached(str(resolved))
 
