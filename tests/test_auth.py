@@ -126,7 +126,7 @@ def test_old_failures_are_forgotten(app: Flask, client: FlaskClient, auth: AuthA
     from xmonbridge.models import LoginFailure, utcnow
 
     auth.login("guess1", "wrong-password")
-    db.session.get(LoginFailure, "guess1").first_failure_at = utcnow() - timedelta(days=1)  # type: ignore[union-attr]
+    db.session.get(LoginFailure, ("guess1", "127.0.0.1")).first_failure_at = utcnow() - timedelta(days=1)  # type: ignore[union-attr]
     db.session.commit()
     auth.login("guess2", "wrong-password")
     db.session.expire_all()

@@ -131,8 +131,16 @@ def request_change(
         requested_by_id=user.id,
     )
     change.data = values
-    db.session.add(change)
-    db.session.flush()
+    try:
+        # A savepoint, so a refused insert leaves the caller's transaction usable.
+        with db.session.begin_nested():
+            db.session.add(change)
+    except IntegrityError as exc:
+        # Two requests raced past the forms' checks; the unique indexes of pending_changes
+        # keep one pending 作成 per name and one pending 削除 per object.
+        if action == ACTION_DELETE:
+            raise ApprovalError(f"この{kind.label}の削除は既に承認待ちです。") from exc
+        raise ApprovalError(f"この名称で作成を承認待ちの{kind.label}があります。") from exc
     return change
 
 
@@ -182,16 +190,7 @@ def approve(change: PendingChange, user: User) -> Any:
         kind.write(obj, values)
     elif change.action == ACTION_DELETE:
         db.session.delete(obj)
-        db.session.execute(
-            update(PendingChange)
-            .where(
-                PendingChange.kind == kind.key,
-                PendingChange.target_id == change.target_id,
-                PendingChange.status == STATUS_PENDING,
-            )
-            .values(status=STATUS_REJECTED, decided_by_id=user.id, decided_at=change.decided_at)
-            .execution_options(synchronize_session=False)
-        )
+        _close_pending_of(kind, change.target_id, user)
     try:
         db.session.flush()
     except IntegrityError as exc:
@@ -199,6 +198,20 @@ def approve(change: PendingChange, user: User) -> Any:
     if change.action == ACTION_CREATE:
         change.target_id = obj.id
     return obj
+
+
+def _close_pending_of(kind: ConfigKind, target_id: int | None, user: User) -> None:
+    """Reject every pending change of one object (it is being deleted)."""
+    db.session.execute(
+        update(PendingChange)
+        .where(
+            PendingChange.kind == kind.key,
+            PendingChange.target_id == target_id,
+            PendingChange.status == STATUS_PENDING,
+        )
+        .values(status=STATUS_REJECTED, decided_by_id=user.id, decided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def reject(change: PendingChange, user: User) -> None:
@@ -219,6 +232,10 @@ def submit(
     """Record a change and, for 「…と承認」, approve it at once (approvers only)."""
     if approve_now and not user.is_approver:
         abort(403)
+    if approve_now and action == ACTION_DELETE and obj is not None:
+        # 削除と承認 supersedes a pending 削除 (and every other pending change) of the object;
+        # rolled back with everything else if the deletion is refused.
+        _close_pending_of(kind, obj.id, user)
     change = request_change(kind, action, user, values, obj)
     applied = approve(change, user) if approve_now else None
     return change, applied

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, Text, func, select
+from sqlalchemy import ForeignKey, Index, String, Text, func, select, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -79,14 +79,51 @@ class User(UserMixin, db.Model):
 
 
 class LoginFailure(db.Model):
-    """Failed login attempts per login name, for slowing down password guessing."""
+    """Failed login attempts per login name and client address, for slowing down guessing.
+
+    Counting per pair means a stranger guessing `admin` locks only their own address out,
+    not the administrator at their desk.
+    """
 
     __tablename__ = "login_failures"
 
     login: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The client address as seen through the configured reverse-proxy hops.
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     first_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column()
+
+
+class UserSession(db.Model):
+    """One logged-in browser session; logout deletes it, a password change deletes the others."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Used by the user loader on every request; SHA-256 of the token kept in the cookie.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Used when a password change ends a user's other sessions.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PhoneChange(db.Model):
+    """Audit list of changes to a user's 連絡先電話番号: who, when, old → new (masked)."""
+
+    __tablename__ = "phone_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Used by the audit list, newest first.
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Logins are copied so the list still reads after a user is deleted.
+    user_login: Mapped[str] = mapped_column(String(64), default="")
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    changed_by_login: Mapped[str] = mapped_column(String(64), default="")
+    old_masked: Mapped[str] = mapped_column(String(32), default="")
+    new_masked: Mapped[str] = mapped_column(String(32), default="")
 
 
 class XmonSettings(db.Model):
@@ -147,6 +184,27 @@ class PendingChange(db.Model):
 
     requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    # At most one pending 作成 per name and one pending 削除 per object, even when two
+    # requests race past the forms' checks: the database refuses the second (approval.py).
+    __table_args__ = (
+        Index(
+            "uq_pending_create_name",
+            "kind",
+            "target_name",
+            unique=True,
+            sqlite_where=text("status = 'pending' AND action = 'create'"),
+            postgresql_where=text("status = 'pending' AND action = 'create'"),
+        ),
+        Index(
+            "uq_pending_delete_target",
+            "kind",
+            "target_id",
+            unique=True,
+            sqlite_where=text("status = 'pending' AND action = 'delete'"),
+            postgresql_where=text("status = 'pending' AND action = 'delete'"),
+        ),
+    )
 
     @property
     def data(self) -> dict[str, Any]:

@@ -43,17 +43,17 @@ def login() -> Response | str:
     """Log a user in, slowing down repeated failures per login name."""
     form = LoginForm()
     if form.validate_on_submit():
-        name = form.login.data
-        if throttle.locked(name):
+        name, address = form.login.data, request.remote_addr or ""
+        if throttle.locked(name, address):
             form.login.errors.append(LOCKED)
         else:
             user = db.session.scalar(select(User).where(User.login == name))
             if user is None or user.login_disabled or not user.check_password(form.password.data):
-                throttle.record_failure(name)
+                throttle.record_failure(name, address)
                 db.session.commit()
                 form.password.errors.append(BAD_LOGIN)
             else:
-                throttle.clear(name)
+                throttle.clear(name, address)
                 db.session.commit()
                 login_user(user)
                 target = request.args.get("next", "")

@@ -11,13 +11,13 @@ from ..extensions import db
 from ..models import LoginFailure, utcnow
 
 
-def locked(login: str) -> bool:
+def locked(login: str, address: str) -> bool:
     """Tell whether the name is locked out now."""
-    row = db.session.get(LoginFailure, login)
+    row = db.session.get(LoginFailure, (login, address))
     return bool(row and row.locked_until and row.locked_until > utcnow())
 
 
-def record_failure(login: str) -> None:
+def record_failure(login: str, address: str) -> None:
     """Count a failed attempt; lock the name once the limit is reached in the window."""
     cfg = current_app.config
     now = utcnow()
@@ -25,15 +25,15 @@ def record_failure(login: str) -> None:
     stale = now - timedelta(seconds=max(cfg["LOGIN_WINDOW_SECONDS"], cfg["LOGIN_LOCK_SECONDS"]))
     db.session.execute(
         delete(LoginFailure).where(
-            LoginFailure.login != login,
+            (LoginFailure.login != login) | (LoginFailure.address != address),
             LoginFailure.first_failure_at < stale,
             or_(LoginFailure.locked_until.is_(None), LoginFailure.locked_until < now),
         )
     )
-    row = db.session.get(LoginFailure, login)
+    row = db.session.get(LoginFailure, (login, address))
     if row is None or now - row.first_failure_at > timedelta(seconds=cfg["LOGIN_WINDOW_SECONDS"]):
         if row is None:
-            row = LoginFailure(login=login)
+            row = LoginFailure(login=login, address=address)
             db.session.add(row)
         row.failures = 0
         row.first_failure_at = now
@@ -43,8 +43,8 @@ def record_failure(login: str) -> None:
         row.locked_until = now + timedelta(seconds=cfg["LOGIN_LOCK_SECONDS"])
 
 
-def clear(login: str) -> None:
+def clear(login: str, address: str) -> None:
     """Forget failures after a successful login."""
-    row = db.session.get(LoginFailure, login)
+    row = db.session.get(LoginFailure, (login, address))
     if row is not None:
         db.session.delete(row)
