@@ -44,6 +44,7 @@ def test_it_is_reached_from_the_simple_call_list(client: FlaskClient, logged_in:
     page = _text(client.get(URL))
     assert '<label class="form-label" for="content">再生メッセージ置き換え設定</label>' in page
     assert ">再生メッセージ置き換え設定</button>" in page and ">再生メッセージ置き換え設定と承認</button>" in page
+    assert "未指定の場合「ティー・アール・エー・エフ・エフ・…」と読み上げられます" in page
 
 
 def test_bad_lines_are_refused_with_their_numbers(client: FlaskClient, logged_in: AuthActions) -> None:

@@ -138,6 +138,10 @@ def test_the_form_has_labels_and_defaults(client: FlaskClient, logged_in: AuthAc
     assert re.search(r'<input[^>]*id="ring_seconds"[^>]*value="60"', page)
     assert re.search(rf'<input[^>]*id="twiml_bin_url"[^>]*readonly[^>]*value="{BIN_URL}"', page)
     assert '<option value="2">+81-90-0123-0001(佐藤 翔太)</option>' in page
+    # The manual's words: the intro, and the (?) beside the heading.
+    assert "エスカレーション設定に登録することで電話通知を行います。" in page
+    assert re.search(r'Twilio 通話設定\(シンプル通話\)の作成\s*<button[^>]*aria-controls="heading-help"', page)
+    assert "障害が発生した旨のメッセージのみ発信する(シンプル通話)の設定です。" in page
     assert "宛先の追加" in page and ">削除</button>" in page and "再取得" in page
     assert "テスト通話" in page and "発信テストの実行" in page and "テスト通話の使用には発信料が発生します。" in page
     # The (?) samples: every template rendered from the sample alert.

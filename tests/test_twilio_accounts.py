@@ -47,6 +47,10 @@ def test_create_and_approve_applies_at_once(client: FlaskClient, logged_in: Auth
     assert secretbox.decrypt(account.auth_token_encrypted) == AUTH_TOKEN
 
 
+BIN_SHAPE = "TwiML Bin URL は Twilio コンソールに表示される URL(https://handler.twilio.com/twiml/EH と32桁の16進数)を入力してください。"
+NEW_BIN = "https://handler.twilio.com/twiml/EH" + "ab" * 16
+
+
 @pytest.mark.parametrize(
     "field,value,message",
     [
@@ -60,6 +64,12 @@ def test_create_and_approve_applies_at_once(client: FlaskClient, logged_in: Auth
         ("auth_token", "z" * 32, "AUTH TOKEN は32桁の16進数で入力してください。"),
         ("twiml_bin_url", "http://handler.twilio.com/twiml/EH1", "https:// で始まる URL を入力してください。"),
         ("twiml_bin_url", "handler.twilio.com", "https:// で始まる URL を入力してください。"),
+        ("twiml_bin_url", "https://handler.twilio.com/twiml/EH1", BIN_SHAPE),
+        ("twiml_bin_url", "https://handler.twilio.com/twiml/XX" + "0" * 32, BIN_SHAPE),
+        ("twiml_bin_url", "https://handler.twilio.com/twiml/EH" + "0" * 33, BIN_SHAPE),
+        ("twiml_bin_url", "https://handler.twilio.com/twiml/EH" + "g" * 32, BIN_SHAPE),
+        ("twiml_bin_url", "https://evil.example/twiml/EH" + "0" * 32, BIN_SHAPE),
+        ("twiml_bin_url", "https://handler.twilio.com.evil.example/twiml/EH" + "0" * 32, BIN_SHAPE),
     ],
 )
 def test_it_refuses_bad_input_and_saves_nothing(
@@ -98,10 +108,11 @@ def test_edit_with_a_blank_token_keeps_it(client: FlaskClient, logged_in: AuthAc
     assert 'value=""' in token_input or "value=" not in token_input
     client.post(
         f"/admin/twilio/accounts/{account.id}/edit",
-        data={**VALID, "auth_token": "", "twiml_bin_url": "https://handler.twilio.com/twiml/EH1", "submit_approve": "y"},
+        data={**VALID, "auth_token": "", "twiml_bin_url": NEW_BIN.upper().replace("HTTPS://HANDLER.TWILIO.COM/TWIML/", "https://handler.twilio.com/twiml/"), "submit_approve": "y"},
     )
     [edited] = _accounts()
-    assert edited.twiml_bin_url == "https://handler.twilio.com/twiml/EH1"
+    # Upper-case hex as copied from elsewhere is stored the way Twilio writes it.
+    assert edited.twiml_bin_url == NEW_BIN
     assert secretbox.decrypt(edited.auth_token_encrypted) == AUTH_TOKEN
 
 
@@ -300,3 +311,12 @@ def test_other_account_edits_keep_the_cached_numbers(live_logged_in: FlaskClient
     assert _accounts()[0].name == "新しい名前"
     assert _cached_numbers(account.id) == 2 and _accounts()[0].numbers_fetched_at is not None
     assert len(fake_twilio.requests_for("ListIncomingPhoneNumber")) == 1
+
+
+def test_the_form_speaks_the_manuals_words(client: FlaskClient, logged_in: AuthActions) -> None:
+    page = client.get("/admin/twilio/accounts/new").get_data(as_text=True)
+    assert '"Twilio API連携 - 通話設定" にて、使用します。' in page
+    assert "例) 障害発生時、対象の電話に対し音声通話を試みる" in page
+    assert "障害が発生した旨のメッセージの発信を行う場合に設定します。" in page
+    # The TwiML help says why the bin must be the account's own.
+    assert "この Twilio アカウント情報と同じ Twilio アカウントで作成してください。" in page

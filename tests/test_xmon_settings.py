@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -61,3 +63,29 @@ def test_it_refuses_an_unknown_voice(client: FlaskClient, logged_in: AuthActions
     ).get_data(as_text=True)
     assert "選択肢が正しくありません。" in page
     assert _stored() == (None, None)
+
+
+@pytest.mark.parametrize("retired", ["Google.ja-JP-Standard-A", "Google.ja-JP-Neural2-B", "Google.ja-JP-Neural2-C"])
+def test_voices_twilio_does_not_offer_are_not_offered(client: FlaskClient, logged_in: AuthActions, retired: str) -> None:
+    page = client.get("/admin/xmon-settings/").get_data(as_text=True)
+    assert f'value="{retired}"' not in page
+    assert 'value="Google.ja-JP-Wavenet-B"' in page and 'value="Polly.Takumi-Neural"' in page
+    refused = client.post("/admin/xmon-settings/", data={"xmon_url": "https://xmon.example.com", "voice": retired})
+    assert "選択肢が正しくありません。" in refused.get_data(as_text=True)
+
+
+def test_a_stored_voice_no_longer_offered_falls_back_with_a_notice(
+    client: FlaskClient, logged_in: AuthActions
+) -> None:
+    settings = XmonSettings.get()
+    settings.xmon_url, settings.voice = "https://xmon.example.com", "Google.ja-JP-Standard-A"
+    db.session.commit()
+    page = client.get("/admin/xmon-settings/").get_data(as_text=True)
+    assert "保存されている読み上げ音声「Google.ja-JP-Standard-A」は Twilio の読み上げ音声に含まれなくなったため" in page
+    assert '<option selected value="Polly.Mizuki">' in page
+    # What callers hear uses the default too: the TwiML Bin snippet names it.
+    help_page = html.unescape(client.get("/admin/twilio/accounts/new").get_data(as_text=True))
+    assert 'voice="Polly.Mizuki"' in help_page and "Standard-A" not in help_page
+    client.post("/admin/xmon-settings/", data={"xmon_url": "https://xmon.example.com", "voice": "Polly.Takumi"})
+    assert _stored() == ("https://xmon.example.com", "Polly.Takumi")
+    assert "含まれなくなった" not in client.get("/admin/xmon-settings/").get_data(as_text=True)

@@ -23,19 +23,25 @@ STATUS_APPROVED = "approved"
 STATUS_REJECTED = "rejected"
 STATUSES = {STATUS_PENDING: "承認待ち", STATUS_APPROVED: "承認済み", STATUS_REJECTED: "却下"}
 
-# ja-JP voices Twilio documents for <Say> today (R15); the first is the default.
+# The ja-JP voices of Twilio's text-to-speech table (R15); the first is the default.
+# Google's ja-JP Standard-A and Neural2 voices are not in Twilio's table: a <Say> naming a
+# voice Twilio does not offer fails, so a stored voice no longer listed here falls back
+# to the default (XmonSettings.effective_voice).
 VOICES = [
     ("Polly.Mizuki", "Polly.Mizuki(女性)"),
     ("Polly.Takumi", "Polly.Takumi(男性)"),
     ("Polly.Kazuha-Neural", "Polly.Kazuha-Neural(女性・ニューラル)"),
     ("Polly.Tomoko-Neural", "Polly.Tomoko-Neural(女性・ニューラル)"),
     ("Polly.Takumi-Neural", "Polly.Takumi-Neural(男性・ニューラル)"),
-    ("Google.ja-JP-Standard-A", "Google.ja-JP-Standard-A(女性)"),
+    ("Google.ja-JP-Standard-B", "Google.ja-JP-Standard-B(女性)"),
     ("Google.ja-JP-Standard-C", "Google.ja-JP-Standard-C(男性)"),
-    ("Google.ja-JP-Neural2-B", "Google.ja-JP-Neural2-B(女性・ニューラル)"),
-    ("Google.ja-JP-Neural2-C", "Google.ja-JP-Neural2-C(男性・ニューラル)"),
+    ("Google.ja-JP-Standard-D", "Google.ja-JP-Standard-D(男性)"),
+    ("Google.ja-JP-Wavenet-B", "Google.ja-JP-Wavenet-B(女性・WaveNet)"),
+    ("Google.ja-JP-Wavenet-C", "Google.ja-JP-Wavenet-C(男性・WaveNet)"),
+    ("Google.ja-JP-Wavenet-D", "Google.ja-JP-Wavenet-D(男性・WaveNet)"),
 ]
 DEFAULT_VOICE = VOICES[0][0]
+VOICE_LABELS = dict(VOICES)
 
 
 def utcnow() -> datetime:
@@ -135,6 +141,16 @@ class XmonSettings(db.Model):
     xmon_url: Mapped[str | None] = mapped_column(String(2048))
     voice: Mapped[str] = mapped_column(String(64), default=DEFAULT_VOICE)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def voice_offered(self) -> bool:
+        """Tell whether the stored voice is one Twilio still offers."""
+        return self.voice in VOICE_LABELS
+
+    @property
+    def effective_voice(self) -> str:
+        """The voice every <Say> uses: the stored one, or the default if it is no longer offered."""
+        return self.voice if self.voice_offered else DEFAULT_VOICE
 
     @classmethod
     def get(cls) -> XmonSettings:

@@ -44,6 +44,8 @@ class Channel:
     extra_rows: Callable[[Any], list[tuple[str, str, str]]]
     # The 再生メッセージ置き換え設定 page linked from the 一覧 (speech only).
     replacements_endpoint: str | None = None
+    # The (?) beside the form's heading: what this kind of notification is (§5.1.3).
+    heading_help: str = ""
 
     @property
     def label(self) -> str:
@@ -130,7 +132,13 @@ SIMPLE_CALL = Channel(
     form_class=SimpleCallForm,
     intro=(
         "Twilio を用いた電話通知を行う際の設定を行います。通話設定は電話通知を行いたいホストやサービスの"
-        "エスカレーション設定に登録することで電話通知が行われます。"
+        "エスカレーション設定に登録することで電話通知を行います。"
+    ),
+    heading_help=(
+        "障害が発生した旨のメッセージのみ発信する(シンプル通話)の設定です。指定のユーザに対して、障害が発生した"
+        "ホスト名とサービス ID、または任意の固定メッセージを一斉発信します。この機能ではメッセージの再生のみ可能で、"
+        "着信した電話口での番号プッシュ操作による操作は行えません。通知には Twilio コンソールで設定した TwiML Bin を"
+        "使用するため、閉鎖ネットワーク内からも通知できます。"
     ),
     test_label="テスト通話",
     test_cost_note="テスト通話の使用には発信料が発生します。",

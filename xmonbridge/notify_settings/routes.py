@@ -37,7 +37,7 @@ def _get_setting_or_404(channel: Channel, setting_id: int) -> Any:
 
 def _guide_context() -> dict[str, Any]:
     """What the TwiML Bin guidance (and its TwiML snippet) needs."""
-    return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().voice)}
+    return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().effective_voice)}
 
 
 def _load_numbers(form: SettingForm) -> str | None:

@@ -21,6 +21,16 @@ def _lower_hex(value: Any) -> Any:
     return value
 
 
+_BIN_PREFIX = "https://handler.twilio.com/twiml/EH"
+
+
+def _lower_bin_sid(value: Any) -> Any:
+    # The bin's SID is "EH" + lowercase hex; accept upper-case hex as copied from elsewhere.
+    if isinstance(value, str) and value.startswith(_BIN_PREFIX):
+        return _BIN_PREFIX + value[len(_BIN_PREFIX):].lower()
+    return value
+
+
 class TwilioAccountForm(BaseForm):
     """名称, ACCOUNT SID, AUTH TOKEN, TwiML Bin URL, with 作成 / 作成と承認."""
 
@@ -44,9 +54,23 @@ class TwilioAccountForm(BaseForm):
     )
     twiml_bin_url = StringField(
         "TwiML Bin URL",
-        validators=[Optional(), Length(max=2048), HttpUrl(https_only=True)],
-        filters=[strip, blank_to_none],
-        description="空欄のまま登録し、後から設定することもできます。",
+        validators=[
+            Optional(),
+            Length(max=2048),
+            HttpUrl(https_only=True),
+            Regexp(
+                r"^https://handler\.twilio\.com/twiml/EH[0-9a-f]{32}$",
+                message=(
+                    "TwiML Bin URL は Twilio コンソールに表示される URL"
+                    "(https://handler.twilio.com/twiml/EH と32桁の16進数)を入力してください。"
+                ),
+            ),
+        ],
+        filters=[strip, _lower_bin_sid, blank_to_none],
+        description=(
+            "障害が発生した旨のメッセージの発信を行う場合に設定します。"
+            "空欄のまま登録し、後から設定を変更することができます。"
+        ),
     )
     submit = SubmitField("作成")
     submit_approve = SubmitField("作成と承認")

@@ -23,7 +23,7 @@ def _get_account_or_404(account_id: int) -> TwilioAccount:
 
 
 def _help_context() -> dict[str, object]:
-    return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().voice)}
+    return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().effective_voice)}
 
 
 @bp.route("/")
