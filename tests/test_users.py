@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from xmonbridge.extensions import db
 from xmonbridge.models import User
 from tests.conftest import AuthActions
-from tests.factories import make_user
+from tests.factories import make_recipient, make_sms_setting, make_twilio_account, make_user
 
 VALID = {
     "login": "sato",
@@ -193,3 +193,70 @@ def test_the_last_approver_keeps_the_right(client: FlaskClient, logged_in: AuthA
     )
     assert "承認権限を持つ最後のユーザの承認権限を外す・無効化・削除することはできません。" in page
     assert _user("admin").is_approver  # type: ignore[union-attr]
+
+
+def test_a_non_approver_cannot_delete_one_of_two_approvers(client: FlaskClient, non_approver: User) -> None:
+    # Two approvers: the last-approver rule cannot be what refuses the deletion.
+    second = make_user(login="carol", is_admin=True, is_approver=True)
+    page = client.post(f"/admin/users/{second.id}/delete", follow_redirects=True).get_data(as_text=True)
+    assert "承認権限を持つユーザの編集・削除は、承認権限を持つユーザのみが行えます。" in page
+    assert _user("carol") is not None
+
+
+def _recipient_of_an_approved_setting() -> User:
+    recipient = make_recipient()
+    make_sms_setting(make_twilio_account(), [recipient], name="夜間連絡")
+    return recipient
+
+
+def _edit_phone(client: FlaskClient, user: User, phone: str) -> str:
+    data = {**VALID, "phone": phone}
+    return client.post(f"/admin/users/{user.id}/edit", data=data, follow_redirects=True).get_data(as_text=True)
+
+
+def test_only_approvers_change_the_number_of_a_recipient(client: FlaskClient, non_approver: User) -> None:
+    recipient = _recipient_of_an_approved_setting()
+    page = _edit_phone(client, recipient, "+81-90-9999-0002")
+    assert "次の承認済みの設定の宛先になっているため、電話番号の変更は承認権限を持つユーザのみが行えます: SMS 通知設定「夜間連絡」" in page
+    assert _user("sato").phone == "+819001230001"  # type: ignore[union-attr]
+    # Other fields of the recipient may still be edited by the non-approver.
+    data = {**VALID, "name": "佐藤 翔"}
+    client.post(f"/admin/users/{recipient.id}/edit", data=data)
+    assert _user("sato").name == "佐藤 翔"  # type: ignore[union-attr]
+    # A user who receives nothing may have their number changed by any administrator.
+    other = make_recipient(login="tanaka", name="田中", phone="+819001230003")
+    client.post(f"/admin/users/{other.id}/edit", data={**VALID, "login": "tanaka", "phone": "+81-90-0123-0004"})
+    assert _user("tanaka").phone == "+819001230004"  # type: ignore[union-attr]
+
+
+def test_an_approver_changes_it_and_the_change_is_audited(client: FlaskClient, logged_in: AuthActions) -> None:
+    recipient = _recipient_of_an_approved_setting()
+    _edit_phone(client, recipient, "+81-90-9999-0002")
+    assert _user("sato").phone == "+819099990002"  # type: ignore[union-attr]
+    # Nobody empties the number of a recipient, approvers included.
+    page = _edit_phone(client, recipient, "")
+    assert "次の設定の宛先になっているため、電話番号を空にできません: SMS 通知設定「夜間連絡」" in page
+    client.post("/admin/users/new", data={**VALID, "login": "suzuki", "phone": "+81-90-0123-0005"})
+    page = client.get("/admin/users/phone-changes").get_data(as_text=True)
+    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", page)
+    assert [row[1:] for row in rows] == [
+        ("suzuki", "(未設定)", "+81-**-****-0005", "admin"),
+        ("sato", "+81-**-****-0001", "+81-**-****-0002", "admin"),
+    ]
+    # Masked: the full numbers are not in the page.
+    assert "0123-0001" not in page and "9999-0002" not in page
+    assert re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", rows[0][0])
+    assert 'href="/admin/users/phone-changes">電話番号の変更履歴</a>' in client.get("/admin/users/").get_data(as_text=True)
+
+
+def test_an_unchanged_number_is_not_audited(client: FlaskClient, logged_in: AuthActions) -> None:
+    recipient = _recipient_of_an_approved_setting()
+    _edit_phone(client, recipient, "+81 90 0123 0001")
+    assert "変更履歴はありません。" in client.get("/admin/users/phone-changes").get_data(as_text=True)
+
+
+def test_the_command_line_is_audited_too(client: FlaskClient, logged_in: AuthActions, runner: Any) -> None:
+    result = runner.invoke(args=["create-user", "kato", "--no-login", "--phone", "+81-90-0123-0007"])
+    assert result.exit_code == 0, result.output
+    page = client.get("/admin/users/phone-changes").get_data(as_text=True)
+    assert re.search(r"<td>kato</td>\s*<td>\(未設定\)</td>\s*<td>\+81-\*\*-\*\*\*\*-0007</td>\s*<td>\(コマンドライン\)</td>", page)

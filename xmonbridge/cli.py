@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 from . import create_app, keys, readiness
 from .extensions import db
 from .models import User
-from .users import rules
+from .users import phone_audit, rules
 from .users.forms import UserForm
 
 
@@ -74,6 +74,7 @@ def create_user_command(
         user = User()
         form.save_to(user)
     db.session.add(user)
+    phone_audit.record(user, None, None)
     db.session.commit()
     click.echo(f"created user {login}" + (" (admin)" if admin else "") + (" (approver)" if approver else ""))
     if generated:

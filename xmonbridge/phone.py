@@ -41,3 +41,16 @@ def display(e164: str | None) -> str:
     except NumberParseException:
         return e164
     return phonenumbers.format_number(number, PhoneNumberFormat.RFC3966).removeprefix("tel:")
+
+
+def mask(e164: str | None) -> str:
+    """Show a number with its middle hidden, for audit lists: +81-**-****-0001."""
+    shown = display(e164)
+    if not shown:
+        return ""
+    groups = shown.split("-")
+    if len(groups) < 3:
+        # No national grouping known: keep the country code and the last four digits.
+        digits = shown.lstrip("+")
+        return "+" + "*" * max(len(digits) - 4, 0) + digits[-4:]
+    return "-".join([groups[0], *("*" * len(g) for g in groups[1:-2]), "*" * len(groups[-2]), groups[-1]])

@@ -11,8 +11,11 @@ from ..access import admin_required
 from ..extensions import db
 from ..forms import EmptyForm
 from ..models import User
-from . import bp, rules
+from . import bp, phone_audit, rules
 from .forms import UserForm
+
+
+PHONE_CHANGES_SHOWN = 200
 
 
 def _get_user_or_404(user_id: int) -> User:
@@ -36,10 +39,18 @@ def new() -> Response | str:
         user = User()
         form.save_to(user)
         db.session.add(user)
+        phone_audit.record(user, None, current_user)
         db.session.commit()
         flash(f"ユーザ「{user.login}」を作成しました。", "success")
         return redirect(url_for("users.show", user_id=user.id))
     return render_template("users/form.html", form=form, user=None)
+
+
+@bp.route("/phone-changes")
+@admin_required
+def phone_changes() -> str:
+    """List the newest changes of 連絡先電話番号, masked."""
+    return render_template("users/phone_changes.html", changes=phone_audit.recent(PHONE_CHANGES_SHOWN), limit=PHONE_CHANGES_SHOWN)
 
 
 @bp.route("/<int:user_id>")
@@ -56,7 +67,9 @@ def edit(user_id: int) -> Response | str:
     user = _get_user_or_404(user_id)
     form = _form(user)
     if form.validate_on_submit() and not _refused(form, user):
+        old_phone = user.phone
         form.save_to(user)
+        phone_audit.record(user, old_phone, current_user)
         db.session.commit()
         flash(f"ユーザ「{user.login}」を編集しました。", "success")
         return redirect(url_for("users.show", user_id=user.id))

@@ -21,6 +21,7 @@ LAST_APPROVER = "承認権限を持つ最後のユーザの承認権限を外す
 APPROVER_ONLY = "承認権限の付与・取り消しは、承認権限を持つユーザのみが行えます。"
 PROTECTED = "承認権限を持つユーザの編集・削除は、承認権限を持つユーザのみが行えます。"
 APPROVER_NEEDS_ADMIN = "承認権限は管理者にのみ付与できます。"
+PHONE_APPROVER_ONLY = "次の承認済みの設定の宛先になっているため、電話番号の変更は承認権限を持つユーザのみが行えます: {}"
 
 
 def _active_admins() -> int:
@@ -60,10 +61,14 @@ def save_problems(user: User | None, form: Any, actor: User) -> list[tuple[Field
         problems.append((form.is_admin, LAST_ADMIN))
     if was_approver and not stays_approver and _active_approvers() <= 1:
         problems.append((form.is_approver, LAST_APPROVER))
-    if user.phone and not form.phone.data:
+    if user.phone != form.phone.data:
+        # The number decides where approved settings call: changing it for a recipient is
+        # as strong as an approved change, so only approvers may, and nobody may empty it.
         settings = setting_usage.with_recipient(user.id)
-        if settings:
+        if settings and not form.phone.data:
             problems.append((form.phone, f"次の設定の宛先になっているため、電話番号を空にできません: {'、'.join(settings)}"))
+        elif settings and not actor.is_approver:
+            problems.append((form.phone, PHONE_APPROVER_ONLY.format("、".join(settings))))
     return problems
 
 

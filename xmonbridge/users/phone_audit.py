@@ -1,0 +1,38 @@
+"""The audit list of 連絡先電話番号 changes: who changed whose number, when, old → new (masked).
+
+A user's number decides where approved settings call and text, so every change is kept,
+whichever way it was made (ユーザ管理 or the command line).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import PhoneChange, User
+from ..phone import mask
+
+COMMAND_LINE = "(コマンドライン)"
+
+
+def record(user: User, old: str | None, actor: User | None) -> PhoneChange | None:
+    """Add an audit row when user's number differs from old; actor None is the command line."""
+    if (old or None) == (user.phone or None):
+        return None
+    if user.id is None:
+        db.session.flush()  # a new user: its id names it in the row
+    row = PhoneChange(
+        user_id=user.id,
+        user_login=user.login,
+        changed_by_id=actor.id if actor is not None else None,
+        changed_by_login=actor.login if actor is not None else COMMAND_LINE,
+        old_masked=mask(old),
+        new_masked=mask(user.phone),
+    )
+    db.session.add(row)
+    return row
+
+
+def recent(limit: int) -> list[PhoneChange]:
+    """The newest changes first."""
+    return list(db.session.scalars(select(PhoneChange).order_by(PhoneChange.id.desc()).limit(limit)))
