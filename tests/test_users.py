@@ -260,3 +260,11 @@ def test_the_command_line_is_audited_too(client: FlaskClient, logged_in: AuthAct
     assert result.exit_code == 0, result.output
     page = client.get("/admin/users/phone-changes").get_data(as_text=True)
     assert re.search(r"<td>kato</td>\s*<td>\(未設定\)</td>\s*<td>\+81-\*\*-\*\*\*\*-0007</td>\s*<td>\(コマンドライン\)</td>", page)
+
+
+def test_the_form_shows_numbers_as_the_manual_writes_them(client: FlaskClient, logged_in: AuthActions) -> None:
+    recipient = make_recipient()
+    page = client.get(f"/admin/users/{recipient.id}/edit").get_data(as_text=True)
+    assert re.search(r'<input[^>]*id="phone"[^>]*value="\+81-90-0123-0001"', page)
+    page = client.post(f"/admin/users/{recipient.id}/edit", data={**VALID, "phone": "+81 90 x"}).get_data(as_text=True)
+    assert re.search(r'<input[^>]*id="phone"[^>]*value="\+81 90 x"', page)

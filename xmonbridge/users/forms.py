@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
 from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
+from .. import phone
 from ..extensions import db
 from ..forms import BaseForm, PhoneNumber, blank_to_none, strip
 from ..models import User
+
+
+class PhoneField(StringField):
+    """A phone number shown as the manual writes it (+81-90-0123-0001), stored as E.164."""
+
+    def _value(self) -> str:
+        # What was typed comes back unchanged when it is not a number yet.
+        if isinstance(self.data, str) and re.fullmatch(r"\+[0-9]{2,15}", self.data):
+            return phone.display(self.data)
+        return self.data or ""
 
 
 class UserForm(BaseForm):
@@ -31,7 +43,7 @@ class UserForm(BaseForm):
         validators=[Optional(), Length(min=8, max=128, message="パスワードは8文字以上128文字以内で入力してください。")],
     )
     login_disabled = BooleanField("ログインを許可しない")
-    phone = StringField(
+    phone = PhoneField(
         "連絡先電話番号(Twilio API連携)",
         validators=[Length(max=32), PhoneNumber()],
         filters=[strip, blank_to_none],
