@@ -116,8 +116,13 @@ def logged_in(admin: Any, auth: AuthActions) -> AuthActions:
 def fake_twilio_server() -> Iterator[Any]:
     """The one fake Twilio of the test run, on 127.0.0.1; fixtures reset or clear it per test."""
     from tests.fake_twilio import FakeTwilio
+    from xmonbridge.models import DEFAULT_VOICE, VOICES
+    from xmonbridge.twiml import bin_snippet
 
     with FakeTwilio() as server:
+        # Every TwiML Bin holds what the account screen's (?) tells the admin to paste.
+        server.bin_twiml = bin_snippet(DEFAULT_VOICE)
+        server.voices = frozenset(voice for voice, _ in VOICES)
         yield server
 
 

@@ -9,7 +9,10 @@ environment variable ``XMONBRIDGE_TWILIO_OPENAPI``):
 * HTTP Basic auth (username = the AccountSid in the path, or an ``SK...`` API key),
 * query parameters (unknown ones are errors) and form fields (required, unknown, types,
   enums, patterns, ``uri`` / ``phone-number`` / ``endpoint`` / ``twiml`` / ``date-time`` formats),
-* a few documented Twilio rules the description cannot express (see ``EXTRA_RULES``).
+* a few documented Twilio rules the description cannot express (see ``EXTRA_RULES``), each
+  answered with Twilio's own error code (Url over 4,000 characters 21205, Body over 1,600 21617),
+* the TwiML Bin a call's Url points at (``tests/fake_bin.py``): rendered from ``bin_twiml`` with the
+  ``message`` query value, parsed, its <Say> voices, language and lengths checked (13521).
 
 Every mismatch is appended to ``server.violations`` and answered with a Twilio-shaped error
 (400/20001 for bad parameters, 401/20003 for auth problems, 404/20404 for unknown paths,
@@ -46,6 +49,11 @@ Quick reference::
     server.fail_next(429)                  # next request -> 429 + code 20429
     server.fail_next(400, code=21211, operation="CreateCall")
     server.stall_next(5)                   # next request sleeps 5 s (stop() interrupts it)
+    server.fail_next(500, after_create=True, operation="CreateCall")  # call made, answer 500
+    server.stall_next(5, after_create=True)  # call/message made, then the answer stalls
+    server.drop_next(after_create=True)      # call/message made, connection closed unanswered
+    server.spoken[call_sid]                # the <Say> texts a TwiML Bin call speaks
+    server.bin_twiml = "...{{message}}..."   # TwiML of every handler.twilio.com bin (bins[url]: one)
     server.set_call_status(call_sid, "completed", duration=12)
     server.phone_numbers[ACCOUNT_SID] = [FakeNumber("+815012340003", sms=False)]
     server.auth_tokens[ACCOUNT_SID] = AUTH_TOKEN   # wrong token -> 401/20003 (not a violation)
@@ -72,6 +80,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests import fake_bin
 
 __all__ = [
     "ACCOUNT_SID",
@@ -125,6 +135,10 @@ DEFAULT_ERROR_MESSAGES: dict[int, str] = {
     21608: "The number is unverified. Trial accounts cannot send messages to unverified numbers",
     21614: "'To' number is not a valid mobile number",
 }
+
+# Longest Calls `Url` Twilio takes (its URL parameters and inline Twiml stop at 4,000 characters).
+MAX_URL = 4000
+_ERROR_CODE_RE = re.compile(r"\(error ([0-9]{5})\)")
 
 # Final call statuses (README / Twilio docs); they get an end_time.
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -454,6 +468,16 @@ def _rule_create_call(form: dict[str, list[str]]) -> list[str]:
     sources = [name for name in ("Url", "Twiml", "ApplicationSid") if form.get(name)]
     if len(sources) != 1:
         problems.append(f"exactly one of Url, Twiml, ApplicationSid is required (got {sources})")
+    url = (form.get("Url") or [""])[0]
+    if len(url) > MAX_URL:
+        problems.append(f"Url has {len(url)} characters, more than {MAX_URL} (error 21205)")
+    twiml = (form.get("Twiml") or [""])[0]
+    if len(twiml) > fake_bin.MAX_TWIML:
+        problems.append(f"Twiml has {len(twiml)} characters, more than {fake_bin.MAX_TWIML} (error 32018)")
+    elif twiml:
+        # Only the <Say> lengths: the `twiml` format check already judged the document itself.
+        speech = fake_bin.check_twiml(twiml, None, japanese=False)
+        problems += [p for p in speech.problems if f"(error {fake_bin.SAY_TOO_LONG})" in p]
     for event in form.get("StatusCallbackEvent", []):
         # One value per event; a single "initiated ringing" string is accepted by Twilio too.
         for word in event.split():
@@ -475,6 +499,7 @@ def _rule_create_message(form: dict[str, list[str]]) -> list[str]:
     return problems
 
 
+# Twilio answers a rule's problem with the code in its "(error NNNNN)", 20001 otherwise.
 EXTRA_RULES: dict[str, Callable[[dict[str, list[str]]], list[str]]] = {
     "CreateCall": _rule_create_call,
     "CreateMessage": _rule_create_message,
@@ -595,6 +620,9 @@ class _Injection:
     code: int = 0
     message: str = ""
     seconds: float = 0.0
+    # Applied after the request was carried out (the call or message exists).
+    after: bool = False
+    drop: bool = False
 
 
 class _ApiError(Exception):
@@ -643,6 +671,14 @@ class FakeTwilio:
         self.auth_tokens: dict[str, str] = {}
         self.calls_by_sid: dict[str, dict[str, Any]] = {}
         self.messages_by_sid: dict[str, dict[str, Any]] = {}
+        # TwiML of the bins (handler.twilio.com) a call's Url may point at: `bins` by bin URL
+        # (no query), `bin_twiml` for any other bin; None: bins are not fetched.
+        self.bins: dict[str, str] = {}
+        self.bin_twiml: str | None = None
+        # Voices a bin's <Say> may use (None: any).
+        self.voices: frozenset[str] | None = None
+        # Call SID -> the texts of the <Say> verbs its bin made Twilio speak.
+        self.spoken: dict[str, list[str]] = {}
         self._failures: list[_Injection] = []
         self._stalls: list[_Injection] = []
         self._lock = threading.RLock()
@@ -731,11 +767,16 @@ class FakeTwilio:
             self.response_problems.clear()
 
     def reset(self) -> None:
-        """clear() plus: forget calls/messages, pending injections, tokens; default numbers."""
+        """clear() plus: forget calls/messages, bins, pending injections, tokens; default numbers.
+
+        `bin_twiml` and `voices` are configuration of the run and stay.
+        """
         with self._lock:
             self.clear()
             self.calls_by_sid.clear()
             self.messages_by_sid.clear()
+            self.spoken.clear()
+            self.bins.clear()
             self._failures.clear()
             self._stalls.clear()
             self.auth_tokens.clear()
@@ -757,23 +798,48 @@ class FakeTwilio:
         message: str | None = None,
         count: int = 1,
         operation: str | None = None,
+        after_create: bool = False,
     ) -> None:
-        """Answer the next `count` valid requests (of `operation`, if given) with an error."""
+        """Answer the next `count` valid requests (of `operation`, if given) with an error.
+
+        With `after_create` the request is carried out first (the call or message exists) and
+        the error answered anyway: Twilio's 5xx on a create does not say whether it was made.
+        """
         self._check_operation_name(operation)
         code = code if code is not None else DEFAULT_ERROR_CODES.get(status, status)
         message = message or DEFAULT_ERROR_MESSAGES.get(code, f"Injected error {code}")
         with self._lock:
-            self._failures.append(_Injection(count, operation, status=status, code=code, message=message))
+            self._failures.append(
+                _Injection(count, operation, status=status, code=code, message=message, after=after_create)
+            )
 
-    def stall_next(self, seconds: float, count: int = 1, operation: str | None = None) -> None:
+    def stall_next(
+        self, seconds: float, count: int = 1, operation: str | None = None, after_create: bool = False
+    ) -> None:
         """Delay the next `count` requests by `seconds` before they are answered.
 
         The stalled request is still recorded and processed (a stalled CreateCall does create
         the call, as a real timeout leaves the outcome unknown); stop() interrupts the wait.
+        With `after_create` it is processed before the wait, so the call or message exists
+        while the client is still waiting (or has given up).
         """
         self._check_operation_name(operation)
         with self._lock:
-            self._stalls.append(_Injection(count, operation, seconds=seconds))
+            self._stalls.append(_Injection(count, operation, seconds=seconds, after=after_create))
+
+    def drop_next(self, count: int = 1, operation: str | None = None, after_create: bool = True) -> None:
+        """Close the connection of the next `count` requests without an answer (a reset).
+
+        With `after_create` (the default) the request is carried out first.
+        """
+        self._check_operation_name(operation)
+        with self._lock:
+            self._failures.append(_Injection(count, operation, after=after_create, drop=True))
+
+    def heard(self, call_sid: str) -> str:
+        """Everything a TwiML Bin call says, its <Say> texts joined."""
+        with self._lock:
+            return "".join(self.spoken.get(call_sid, []))
 
     def set_call_status(
         self,
@@ -791,7 +857,8 @@ class FakeTwilio:
             now = _rfc2822()
             call["status"] = status
             call["date_updated"] = now
-            if status in ("in-progress", "completed") and call["start_time"] is None:
+            # Twilio sets StartTime when it dials: every status but queued (and canceled while queued).
+            if status not in ("queued", "canceled") and call["start_time"] is None:
                 call["start_time"] = now
             if status in FINAL_CALL_STATUSES:
                 call["end_time"] = now
@@ -829,10 +896,12 @@ class FakeTwilio:
         if operation is not None and operation not in self.spec.operations:
             raise ValueError(f"unknown operationId {operation!r}")
 
-    def _take(self, pending: list[_Injection], operation_id: str | None) -> _Injection | None:
-        """Consume one use of the first matching injection."""
+    def _take(self, pending: list[_Injection], operation_id: str | None, after: bool = False) -> _Injection | None:
+        """Consume one use of the first matching injection (applied before or after processing)."""
         with self._lock:
             for injection in pending:
+                if injection.after != after:
+                    continue
                 if injection.operation is None or injection.operation == operation_id:
                     injection.remaining -= 1
                     if injection.remaining <= 0:
@@ -929,7 +998,8 @@ class FakeTwilio:
             if auth_problems and not (param_problems or query_problems or body_problems):
                 error = (401, 20003, "Authenticate")
             elif violations:
-                error = (400, 20001, "; ".join(violations))
+                codes = [int(m.group(1)) for v in violations for m in [_ERROR_CODE_RE.search(v)] if m]
+                error = (400, codes[0] if codes else 20001, "; ".join(violations))
 
         record = RecordedRequest(
             method=method,
@@ -959,6 +1029,8 @@ class FakeTwilio:
                 error = (401, 20003, "Authenticate")
         if error is None:
             failure = self._take(self._failures, record.operation_id)
+            if failure is not None and failure.drop:
+                return  # closed without an answer
             if failure is not None:
                 error = (failure.status, failure.code, failure.message)
         if error is None and operation is not None:
@@ -966,6 +1038,15 @@ class FakeTwilio:
                 status, payload = self._answer(operation, record)
             except _ApiError as exc:
                 error = (exc.status, exc.code, exc.message)
+            # Carried out; what the client hears of it may still go wrong.
+            stall = self._take(self._stalls, record.operation_id, after=True)
+            if stall is not None and self._stop_event.wait(stall.seconds):
+                return
+            failure = self._take(self._failures, record.operation_id, after=True)
+            if failure is not None and failure.drop:
+                return
+            if failure is not None:
+                error = (failure.status, failure.code, failure.message)
         if error is not None:
             status, payload = error[0], _error_body(*error)
         record.response_status = status
@@ -1070,7 +1151,18 @@ class FakeTwilio:
         )
         with self._lock:
             self.calls_by_sid[sid] = call
+        self._fetch_bin(sid, form.get("Url", ""))
         return 201, dict(call)
+
+    def _fetch_bin(self, sid: str, url: str) -> None:
+        """Run a TwiML Bin call's TwiML as Twilio would: record what it says and any problem."""
+        template = self.bins.get(fake_bin.bin_key(url), self.bin_twiml) if fake_bin.is_bin_url(url) else None
+        if template is None:
+            return
+        speech = fake_bin.check_twiml(fake_bin.render(template, url), self.voices)
+        with self._lock:
+            self.spoken[sid] = speech.says
+            self.violations.extend(f"CreateCall {sid}: TwiML Bin {problem}" for problem in speech.problems)
 
     def _fetch_call(self, operation: Operation, record: RecordedRequest) -> tuple[int, Any]:
         """FetchCall: the stored call, or 404/20404."""
@@ -1098,6 +1190,8 @@ class FakeTwilio:
         for key, attr in (("To", "to"), ("From", "from"), ("Status", "status")):
             if key in query:
                 calls = [c for c in calls if c[attr] == query[key]]
+        calls = _filter_times(calls, query, "StartTime", "start_time")
+        calls = _filter_times(calls, query, "EndTime", "end_time")
         return 200, self._page(operation, record, list(reversed(calls)))
 
     def _create_message(self, operation: Operation, record: RecordedRequest) -> tuple[int, Any]:
@@ -1143,9 +1237,14 @@ class FakeTwilio:
             return 200, dict(message)
 
     def _list_messages(self, operation: Operation, record: RecordedRequest) -> tuple[int, Any]:
-        """ListMessage: stored messages of the account, newest first."""
+        """ListMessage: stored messages of the account, newest first (filters To/From/DateSent)."""
         with self._lock:
             messages = [dict(m) for m in self.messages_by_sid.values() if m["account_sid"] == record.account_sid]
+        query = record.query
+        for key, attr in (("To", "to"), ("From", "from")):
+            if key in query:
+                messages = [m for m in messages if m[attr] == query[key]]
+        messages = _filter_times(messages, query, "DateSent", "date_sent")
         return 200, self._page(operation, record, list(reversed(messages)))
 
     def _list_incoming_numbers(self, operation: Operation, record: RecordedRequest) -> tuple[int, Any]:
@@ -1180,6 +1279,35 @@ class FakeTwilio:
             }
         )
         return 200, account
+
+
+def _filter_times(items: list[dict[str, Any]], query: dict[str, str], name: str, attr: str) -> list[dict[str, Any]]:
+    """Apply `Name`, `Name<` and `Name>` (on or before / after) to an RFC 2822 attribute.
+
+    Items whose attribute is empty (a call not dialled yet, a message not sent) never match.
+    """
+    bounds = {suffix: query.get(name + suffix) for suffix in ("", "<", ">")}
+    if not any(bounds.values()):
+        return items
+    kept = []
+    for item in items:
+        if not item.get(attr):
+            continue
+        moment = email.utils.parsedate_to_datetime(item[attr])
+        if bounds[""] and moment.date() != _parse_time(bounds[""]).date():
+            continue
+        if bounds["<"] and moment > _parse_time(bounds["<"]):
+            continue
+        if bounds[">"] and moment < _parse_time(bounds[">"]):
+            continue
+        kept.append(item)
+    return kept
+
+
+def _parse_time(raw: str) -> datetime:
+    """An ISO 8601 query value (already checked against the description) as aware UTC."""
+    moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _parse_basic_auth(header: str | None) -> tuple[str | None, str | None, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import datetime
 from typing import Any
@@ -218,11 +219,21 @@ def test_the_help_explains_columns_and_errors(client: FlaskClient, logged_in: Au
     found = re.findall(r'<th scope="row" class="text-nowrap">(.*?)</th>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>', help_html)
     table = {label: (text, retry) for label, text, retry in found}
     assert table["21211"] == ("宛先の電話番号が正しくありません。国番号から始まる番号か確認してください。", "再試行しても成功しない")
-    for code in ("21214", "21217", "21219", "21608", "21614", "13224", "20003"):
-        assert table[code] == (telephony.EXPLANATIONS[int(code)], "再試行しても成功しない"), code
-    for label in ("20429 / HTTP 429", "HTTP 5xx", "タイムアウト(HTTP ステータスなし)", "接続エラー(HTTP ステータスなし)"):
+    for code in ("21210", "21212", "21214", "21215", "21217", "21219", "21408", "21606", "21608", "21610", "21612",
+                 "21614", "21617", "20003"):
+        assert table[code] == (html.escape(telephony.EXPLANATIONS[int(code)], quote=False), "再試行しても成功しない"), code
+    assert "Geographic Permissions" in table["21215"][0] and "Geographic Permissions" in table["21408"][0]
+    assert table["21617"][0] == "SMS の本文が長すぎます(1,600 文字まで)。"
+    # Carriers can fail valid numbers: retried, but only twice.
+    assert table["13224"] == (telephony.EXPLANATIONS[13224], "時間をおいて再試行(最大 2 回)")
+    for label in ("20429 / HTTP 429", "HTTP 5xx(番号取得・通話照会・検索)", "タイムアウト(番号取得・通話照会・検索)",
+                  "接続エラー(HTTP ステータスなし)"):
         assert table[label][1] == "時間をおいて再試行", label
-    assert table["タイムアウト(HTTP ステータスなし)"][0] == telephony.TIMEOUT_TEXT
+    assert table["タイムアウト(番号取得・通話照会・検索)"][0] == telephony.TIMEOUT_TEXT
+    for label in ("HTTP 5xx(発信・SMS 送信)", "タイムアウト・切断(発信・SMS 送信)"):
+        assert table[label][0].startswith("発信されたか確認できません。"), label
+        assert "Twilio Console" in table[label][0] and table[label][1] == "発信・送信されたか確認してから再試行", label
+    assert "通話検索・SMS検索" in help_html
 
 
 def test_it_requires_login(client: FlaskClient) -> None:

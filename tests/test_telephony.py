@@ -34,33 +34,45 @@ def test_a_call_reaches_twilio_and_is_logged(live_app: Flask, fake_twilio: Any) 
 
 
 @pytest.mark.parametrize(
-    "status,code,permanent,text",
+    "status,code,outcome,text",
     [
-        (400, 21211, True, "宛先の電話番号が正しくありません"),
-        (401, 20003, True, "Twilio の認証に失敗しました"),
-        (429, 20429, False, "Twilio へのリクエストが多すぎます"),
-        (500, 20500, False, "Twilio 側で一時的なエラーが発生しました"),
+        (400, 21211, "permanent", "宛先の電話番号が正しくありません"),
+        (401, 20003, "permanent", "Twilio の認証に失敗しました"),
+        (429, 20429, "temporary", "Twilio へのリクエストが多すぎます"),
+        # A create's 5xx does not say whether the message was sent.
+        (500, 20500, "unknown", "発信されたか確認できません"),
     ],
 )
 def test_errors_are_classified_and_logged(
-    live_app: Flask, fake_twilio: Any, status: int, code: int, permanent: bool, text: str
+    live_app: Flask, fake_twilio: Any, status: int, code: int, outcome: str, text: str
 ) -> None:
     account = make_twilio_account()
     fake_twilio.fail_next(status, code=code)
     with pytest.raises(telephony.TwilioError) as caught:
         telephony.send_sms(account, to="+819001230001", from_="+815012340001", body="テスト")
-    assert caught.value.permanent is permanent and caught.value.code == code
+    assert caught.value.outcome == outcome and caught.value.code == code
+    assert caught.value.permanent is (outcome == "permanent")
     assert text in str(caught.value)
     [row] = _logs()
     assert (row.http_status, row.error_code, row.success) == (status, code, False)
 
 
-def test_a_stall_is_a_temporary_timeout(live_app: Flask, fake_twilio: Any) -> None:
+def test_a_stalled_read_is_a_temporary_timeout(live_app: Flask, fake_twilio: Any) -> None:
     account = make_twilio_account()
     fake_twilio.stall_next(3)
     with pytest.raises(telephony.TwilioError, match="タイムアウト") as caught:
+        telephony.list_numbers(account)
+    assert caught.value.temporary and not caught.value.permanent
+    [row] = _logs()
+    assert row.http_status is None and row.error_message == "timeout" and not row.success
+
+
+def test_a_stalled_create_is_unknown(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    fake_twilio.stall_next(3)
+    with pytest.raises(telephony.TwilioError, match="発信されたか確認できません") as caught:
         telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=60)
-    assert caught.value.permanent is False
+    assert caught.value.unknown and not caught.value.permanent
     [row] = _logs()
     assert row.http_status is None and row.error_message == "timeout" and not row.success
 
@@ -118,9 +130,13 @@ def test_an_unreachable_twilio_is_a_temporary_connection_error(make_app: Any) ->
         account = make_twilio_account()
         with pytest.raises(telephony.TwilioError, match="Twilio に接続できませんでした") as caught:
             telephony.list_numbers(account)
-        assert caught.value.permanent is False
-        [row] = _logs()
-        assert row.http_status is None and row.error_message.startswith("connection error")
+        assert caught.value.temporary
+        with pytest.raises(telephony.TwilioError, match="Twilio に接続できませんでした") as caught:
+            telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=60)
+        assert caught.value.temporary  # never sent, so a create is safe to retry too
+        rows = _logs()
+        assert [r.http_status for r in rows] == [None, None]
+        assert all(r.error_message.startswith("connection error:") for r in rows)
 
 
 def test_simulate_mode_answers_unknown_calls_like_twilio(app: Flask) -> None:

@@ -244,6 +244,8 @@ LOG_NUMBERS = "numbers"
 LOG_FETCH_CALL = "fetch_call"
 LOG_TEST_CALL = "test_call"
 LOG_TEST_SMS = "test_sms"
+LOG_FIND_CALLS = "find_calls"
+LOG_FIND_MESSAGES = "find_messages"
 LOG_KINDS = {
     LOG_CALL: "発信",
     LOG_SMS: "SMS",
@@ -251,6 +253,8 @@ LOG_KINDS = {
     LOG_FETCH_CALL: "通話照会",
     LOG_TEST_CALL: "テスト通話",
     LOG_TEST_SMS: "送信テスト",
+    LOG_FIND_CALLS: "通話検索",
+    LOG_FIND_MESSAGES: "SMS検索",
 }
 # What a logged request was for (RequestLog.setting_type), as the log shows it.
 SETTING_SIMPLE_CALL = "simple_call"

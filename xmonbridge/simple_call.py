@@ -6,11 +6,13 @@ whose `{{message}}` placeholder is filled from the `message` query parameter of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from . import messages, replacement_lists
 from .messages import Alert, Replacements
 from .models import REPLACEMENT_SIMPLE
+from .twilio_limits import MAX_SAY, MAX_URL, Fitted, shorten
 
 
 def spoken_text(
@@ -34,3 +36,20 @@ def bin_call_url(bin_url: str, text: str) -> str:
         separator = "" if bin_url.endswith("?") else "?"
     # safe="": encode "/", "&", "=", "+" too, so the text cannot end the parameter early.
     return f"{bin_url}{separator}message={quote(text, safe='')}"
+
+
+@dataclass(frozen=True)
+class BinCall:
+    """The Url of a simple call and the text it speaks (shortened when too long)."""
+
+    url: str
+    spoken: Fitted
+
+
+def fit_bin_call(bin_url: str, text: str) -> BinCall:
+    """The call's Url within Twilio's limits: text cut (ending 以下省略) until it fits.
+
+    The bin speaks the text in one <Say>, so the text also stays within MAX_SAY characters.
+    """
+    spoken = shorten(text, lambda candidate: len(candidate) <= MAX_SAY and len(bin_call_url(bin_url, candidate)) <= MAX_URL)
+    return BinCall(bin_call_url(bin_url, spoken.text), spoken)

@@ -7,13 +7,14 @@ calls and messages it "placed" in simulated_messages, where the UI lists them.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .extensions import db
 from .models import SimulatedMessage, TwilioAccount
-from .telephony import CallState, OwnedNumber, explain
+from .telephony import CallState, OwnedNumber, Placed, explain
 
 NUMBERS = (
     OwnedNumber("+815012340001", "シミュレーション番号 1(音声・SMS)", voice=True, sms=True),
@@ -56,3 +57,24 @@ class Simulator:
         if row is None:
             raise explain(404, 20404)
         return CallState(sid=sid, status=row.status)
+
+    def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        return self._find("call", to, from_, after)
+
+    def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        return self._find("sms", to, from_, after)
+
+    def _find(self, channel: str, to: str, from_: str, after: datetime) -> list[Placed]:
+        """What this account "placed" on channel from from_ to `to` since after, newest first."""
+        rows = db.session.scalars(
+            select(SimulatedMessage)
+            .where(
+                SimulatedMessage.account_sid == self.account_sid,
+                SimulatedMessage.channel == channel,
+                SimulatedMessage.to_number == to,
+                SimulatedMessage.from_number == from_,
+                SimulatedMessage.created_at >= after,
+            )
+            .order_by(SimulatedMessage.created_at.desc(), SimulatedMessage.id.desc())
+        )
+        return [Placed(r.sid, r.status, r.to_number, r.from_number, r.created_at) for r in rows]

@@ -1,8 +1,10 @@
 """The only module that talks to Twilio's REST API, and the one that writes the R13 log.
 
 Every request goes through `_perform()`: it picks the backend (the real SDK client, or the
-built-in simulator in simulate mode), times the request, classifies errors as permanent or
-temporary with a Japanese explanation, and writes one RequestLog row that holds no secret.
+built-in simulator in simulate mode), times the request, classifies errors as permanent,
+temporary or unknown with a Japanese explanation (twilio_errors.py), and writes one
+RequestLog row that holds no secret. Texts are kept within Twilio's limits (twilio_limits.py):
+an SMS body is cut here, a call's Url is refused here if the caller did not fit it.
 Log rows are committed in their own session, so a caller's rollback never loses them; a
 caller must therefore not hold an open write transaction on SQLite while calling here.
 """
@@ -10,10 +12,10 @@ caller must therefore not hold an open write transaction on SQLite while calling
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 
 import requests
@@ -28,6 +30,8 @@ from .extensions import db
 from .models import (
     LOG_CALL,
     LOG_FETCH_CALL,
+    LOG_FIND_CALLS,
+    LOG_FIND_MESSAGES,
     LOG_NUMBERS,
     LOG_SMS,
     LOG_TEST_CALL,
@@ -35,68 +39,26 @@ from .models import (
     RequestLog,
     TwilioAccount,
 )
+from .twilio_errors import (
+    CONNECTION_TEXT,
+    EXPLANATIONS,
+    MAX_RETRIES_BY_CODE,
+    PERMANENT_CODES,
+    SERVER_ERROR_TEXT,
+    TIMEOUT_TEXT,
+    UNKNOWN_TEXT,
+    TwilioError,
+    explain,
+    network_error,
+)
+from .twilio_limits import MAX_URL, fit_sms_body
 
 T = TypeVar("T")
 
-# Errors that will fail again however often they are retried (B7).
-PERMANENT_CODES = {21211, 21214, 21217, 21219, 21608, 21614, 13224, 20003}
-
-EXPLANATIONS: dict[int, str] = {
-    20003: "Twilio の認証に失敗しました。ACCOUNT SID と AUTH TOKEN を確認してください。",
-    20404: "指定したリソースが Twilio に見つかりません。",
-    20429: "Twilio へのリクエストが多すぎます。しばらく待ってから再度お試しください。",
-    13224: "宛先の電話番号が正しくありません。国番号から始まる番号か確認してください。",
-    21211: "宛先の電話番号が正しくありません。国番号から始まる番号か確認してください。",
-    21212: "発信元(From)の電話番号が正しくありません。Twilio アカウントが所有する番号を選択してください。",
-    21214: "宛先の電話番号に発信できません(到達できない番号です)。",
-    21217: "宛先の電話番号が有効ではありません。",
-    21219: "トライアルアカウントでは、Twilio で認証済みの電話番号にしか発信できません。",
-    21606: "発信元(From)の電話番号は SMS の送信に使用できません。",
-    21608: "トライアルアカウントでは、Twilio で認証済みの電話番号にしか SMS を送信できません。",
-    21610: "宛先の電話番号は SMS の受信を停止しています(STOP)。",
-    21614: "宛先の電話番号は SMS を受信できません(固定電話などの番号です)。",
-}
-
-# Failures without a Twilio error code; also listed in the ログ screen's help.
-SERVER_ERROR_TEXT = "Twilio 側で一時的なエラーが発生しました。しばらく待ってから再度お試しください。"
-TIMEOUT_TEXT = "Twilio から応答がありませんでした(タイムアウト)。しばらく待ってから再度お試しください。"
-CONNECTION_TEXT = "Twilio に接続できませんでした。ネットワークの設定を確認してください。"
-
-
-class TwilioError(Exception):
-    """A request Twilio refused or that never got an answer; str() is for the UI."""
-
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.code = code
-        self.status = status
-
-
-# The SDK prefixes Twilio's message with what it was doing ("Unable to create record: ").
-_SDK_PREFIX = re.compile(r"^Unable to \w+ record: ")
-
-
-def explain(status: int | None, code: int | None, twilio_message: str = "") -> TwilioError:
-    """Classify a Twilio error answer and explain it in Japanese."""
-    if code in EXPLANATIONS:
-        text = EXPLANATIONS[code]
-    elif status == 429:
-        text = EXPLANATIONS[20429]
-    elif status is not None and status >= 500:
-        text = SERVER_ERROR_TEXT
-    elif status == 401:
-        text = EXPLANATIONS[20003]
-    else:
-        text = "Twilio がリクエストを受け付けませんでした。"
-    if code:
-        text += f"(Twilio エラー {code}"
-        # Twilio's own (English) words only where there is no Japanese explanation of the code.
-        detail = _SDK_PREFIX.sub("", twilio_message) if code not in EXPLANATIONS else ""
-        text += f": {detail})" if detail else ")"
-    temporary = status == 429 or code == 20429 or (status is not None and status >= 500)
-    permanent = code in PERMANENT_CODES or (not temporary and status is not None and 400 <= status < 500)
-    return TwilioError(text, permanent=permanent, code=code, status=status)
+# Requests that create a call or a message: not idempotent, so a lost answer leaves them unknown.
+CREATE_KINDS = frozenset({LOG_CALL, LOG_SMS, LOG_TEST_CALL, LOG_TEST_SMS})
+# Key of request_summary saying the text was cut to fit (its length before), shown by the ログ screen.
+SHORTENED_FROM = "shortened_from"
 
 
 @dataclass(frozen=True)
@@ -120,6 +82,17 @@ class OwnedNumber:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A call or a message found on Twilio; `at` is its StartTime or DateSent (naive UTC, None before)."""
+
+    sid: str
+    status: str
+    to: str
+    from_: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
 class CallState:
     """What Twilio knows of a call."""
 
@@ -138,6 +111,8 @@ class Backend(Protocol):
     def create_message(self, to: str, from_: str, body: str) -> str: ...
     def list_numbers(self) -> list[OwnedNumber]: ...
     def fetch_call(self, sid: str) -> CallState: ...
+    def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]: ...
+    def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]: ...
 
 
 class LiveBackend:
@@ -179,6 +154,26 @@ class LiveBackend:
         duration = int(call.duration) if call.duration not in (None, "") else None
         return CallState(sid=sid, status=str(call.status), duration=duration, answered_by=call.answered_by)
 
+    def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        # SDK quirk: CallInstance keeps "from" as `_from`.
+        calls = self.client.calls.list(to=to, from_=from_, start_time_after=after, limit=FIND_LIMIT)
+        return [Placed(c.sid, str(c.status), c.to, c._from, _naive_utc(c.start_time)) for c in calls]
+
+    def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        messages = self.client.messages.list(to=to, from_=from_, date_sent_after=after, limit=FIND_LIMIT)
+        return [Placed(m.sid, str(m.status), m.to, m.from_, _naive_utc(m.date_sent)) for m in messages]
+
+
+# The most calls or messages a look-up reads (one page): a few are expected at most.
+FIND_LIMIT = 50
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    """A datetime from the SDK (aware) as the naive UTC the app stores."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
 
 def _backend(account: TwilioAccount) -> Backend:
     if current_app.config["TWILIO_MODE"] == "simulate":
@@ -205,8 +200,12 @@ def _perform(
     from_number: str = "",
     success_status: int = 200,
     sid_of: Callable[[T], str] = lambda _result: "",
+    create: bool = False,
 ) -> T:
-    """Run one request against Twilio, log it, and turn every failure into TwilioError."""
+    """Run one request against Twilio, log it, and turn every failure into TwilioError.
+
+    `create` marks a request that creates a call or a message (see twilio_errors).
+    """
     row = RequestLog(
         kind=context.kind,
         account_id=account.id,
@@ -227,19 +226,16 @@ def _perform(
         result = action(backend)
         row.http_status, row.success, row.sid = success_status, True, sid_of(result)
     except TwilioRestException as exc:
-        error = explain(exc.status, exc.code, exc.msg if isinstance(exc.msg, str) else "")
+        error = explain(exc.status, exc.code, exc.msg if isinstance(exc.msg, str) else "", create=create)
         row.http_status, row.error_code, row.error_message = exc.status, exc.code, str(exc.msg)
     except TwilioException as exc:
         # Paging errors come as a bare TwilioException carrying the HTTP response.
         status, code, message = _from_response(exc)
-        error = explain(status, code, message)
+        error = explain(status, code, message, create=create)
         row.http_status, row.error_code, row.error_message = status, code, message or str(exc)
-    except requests.Timeout:
-        error = TwilioError(TIMEOUT_TEXT, permanent=False)
-        row.error_message = "timeout"
     except requests.RequestException as exc:
-        error = TwilioError(CONNECTION_TEXT, permanent=False)
-        row.error_message = f"connection error: {type(exc).__name__}"
+        # Refused before sending: temporary; timed out or cut off after sending: unknown for a create.
+        error, row.error_message = network_error(exc, create=create)
     except TwilioError as exc:
         # The simulator answers errors the way Twilio would, already classified.
         error = exc
@@ -267,34 +263,55 @@ def _from_response(exc: TwilioException) -> tuple[int | None, int | None, str]:
 
 
 def place_call(
-    account: TwilioAccount, *, to: str, from_: str, url: str, timeout: int, context: LogContext | None = None
+    account: TwilioAccount,
+    *,
+    to: str,
+    from_: str,
+    url: str,
+    timeout: int,
+    context: LogContext | None = None,
+    shortened_from: int | None = None,
 ) -> str:
-    """Create a call that fetches its TwiML from url; return the Call SID."""
+    """Create a call that fetches its TwiML from url; return the Call SID.
+
+    A Url over MAX_URL characters is refused without sending (simple_call.fit_bin_call fits
+    one); `shortened_from` is the length of the spoken text before it was cut, for the log.
+    """
     context = context or LogContext(LOG_CALL)
+    summary: dict[str, Any] = {"Url": url, "Timeout": timeout}
+    if shortened_from is not None:
+        summary[SHORTENED_FROM] = shortened_from
+
+    def create(backend: Backend) -> str:
+        if len(url) > MAX_URL:
+            raise TwilioError(
+                f"呼び出し URL が長すぎるため発信しませんでした({len(url):,} 文字、上限 {MAX_URL:,} 文字)。",
+                permanent=True,
+            )
+        return backend.create_call(to, from_, url, timeout)
+
     return _perform(
-        account,
-        context,
-        {"Url": url, "Timeout": timeout},
-        lambda backend: backend.create_call(to, from_, url, timeout),
-        destination=to,
-        from_number=from_,
-        success_status=201,
-        sid_of=str,
+        account, context, summary, create, destination=to, from_number=from_, success_status=201, sid_of=str, create=True
     )
 
 
 def send_sms(account: TwilioAccount, *, to: str, from_: str, body: str, context: LogContext | None = None) -> str:
-    """Send one SMS; return the Message SID."""
+    """Send one SMS, cut to Twilio's 1,600 characters (ending 以下省略); return the Message SID."""
     context = context or LogContext(LOG_SMS)
+    fitted = fit_sms_body(body)
+    summary: dict[str, Any] = {"Body": fitted.text}
+    if fitted.shortened:
+        summary[SHORTENED_FROM] = fitted.original_length
     return _perform(
         account,
         context,
-        {"Body": body},
-        lambda backend: backend.create_message(to, from_, body),
+        summary,
+        lambda backend: backend.create_message(to, from_, fitted.text),
         destination=to,
         from_number=from_,
         success_status=201,
         sid_of=str,
+        create=True,
     )
 
 
@@ -314,15 +331,72 @@ def fetch_call(account: TwilioAccount, sid: str, context: LogContext | None = No
     )
 
 
+def find_calls(
+    account: TwilioAccount, *, to: str, from_: str, started_after: datetime, context: LogContext | None = None
+) -> list[Placed]:
+    """Look for calls from from_ to `to` that started at or after started_after (naive UTC).
+
+    For an unknown outcome: ask before placing the call again. A call Twilio has queued but
+    not dialled yet has no StartTime and is not listed; look again a little later.
+    """
+    return _perform(
+        account,
+        context or LogContext(LOG_FIND_CALLS),
+        {"To": to, "From": from_, "StartTime>": _iso(started_after)},
+        lambda backend: backend.find_calls(to, from_, started_after),
+        destination=to,
+        from_number=from_,
+        sid_of=_first_sid,
+    )
+
+
+def find_messages(
+    account: TwilioAccount, *, to: str, from_: str, sent_after: datetime, context: LogContext | None = None
+) -> list[Placed]:
+    """Look for messages from from_ to `to` sent at or after sent_after (naive UTC).
+
+    A message still queued has no DateSent and is not listed; look again a little later.
+    """
+    return _perform(
+        account,
+        context or LogContext(LOG_FIND_MESSAGES),
+        {"To": to, "From": from_, "DateSent>": _iso(sent_after)},
+        lambda backend: backend.find_messages(to, from_, sent_after),
+        destination=to,
+        from_number=from_,
+        sid_of=_first_sid,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _first_sid(found: list[Placed]) -> str:
+    """The SID a look-up's log row shows: the most recent one found."""
+    return found[0].sid if found else ""
+
+
 __all__ = [
+    "CONNECTION_TEXT",
+    "CREATE_KINDS",
+    "EXPLANATIONS",
     "LOG_TEST_CALL",
     "LOG_TEST_SMS",
+    "MAX_RETRIES_BY_CODE",
+    "PERMANENT_CODES",
+    "SERVER_ERROR_TEXT",
+    "TIMEOUT_TEXT",
+    "UNKNOWN_TEXT",
     "CallState",
     "LogContext",
     "OwnedNumber",
+    "Placed",
     "TwilioError",
     "explain",
     "fetch_call",
+    "find_calls",
+    "find_messages",
     "list_numbers",
     "place_call",
     "send_sms",

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from .twilio_limits import MAX_SAY, split_for_say
+
 # TwiML Bins fill Mustache placeholders from the bin URL's query string (not `$message`).
 BIN_PLACEHOLDER = "{{message}}"
+LANGUAGE = "ja-JP"
+
+
+def say(response: VoiceResponse, text: str, voice: str) -> VoiceResponse:
+    """Add text to response as <Say> verbs of at most MAX_SAY characters (Polly's limit).
+
+    Longer texts become several <Say>, split after 。 or a line break where possible.
+    """
+    for piece in split_for_say(text, MAX_SAY):
+        response.say(piece, voice=voice, language=LANGUAGE)
+    return response
 
 
 def bin_snippet(voice: str) -> str:
     """The TwiML to paste into a TwiML Bin for simple calls, with the configured voice."""
-    response = VoiceResponse()
-    response.say(BIN_PLACEHOLDER, voice=voice, language="ja-JP")
+    response = say(VoiceResponse(), BIN_PLACEHOLDER, voice)
     xml = response.to_xml(xml_declaration=True)
     # Same document, laid out on lines as in the manual, so it reads well when pasted.
     return xml.replace("<Response>", "\n<Response>\n  ").replace("</Response>", "\n</Response>\n")

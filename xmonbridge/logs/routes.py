@@ -13,7 +13,8 @@ from sqlalchemy import Select, false, select
 from ..access import admin_required
 from ..extensions import db
 from ..models import LOG_KINDS, SETTING_TYPES, RequestLog, SimulatedMessage
-from ..telephony import explain
+from ..telephony import CREATE_KINDS, SHORTENED_FROM
+from ..twilio_errors import explain_logged
 from . import bp
 from .forms import LogFilterForm
 from .guide import error_help
@@ -63,7 +64,11 @@ def show(log_id: int) -> str:
     except ValueError:
         asked = {}
     summary = json.dumps(asked, ensure_ascii=False, indent=2, sort_keys=True) if asked else row.request_summary
-    explanation = None if row.success or row.http_status is None else explain(row.http_status, row.error_code)
+    explanation = None
+    if not row.success:
+        create = row.kind in CREATE_KINDS
+        explanation = explain_logged(row.http_status, row.error_code, row.error_message or "", create=create)
+    shortened_from = asked.get(SHORTENED_FROM) if isinstance(asked, dict) else None
     return render_template(
         "logs/show.html",
         row=row,
@@ -72,6 +77,7 @@ def show(log_id: int) -> str:
         kinds=LOG_KINDS,
         setting_types=SETTING_TYPES,
         explanation=explanation,
+        shortened_from=shortened_from if isinstance(shortened_from, int) else None,
     )
 
 

@@ -86,13 +86,15 @@ def _test_call(form: SettingForm, account: TwilioAccount, to: User, setting_id: 
     """Place one call through the account's TwiML Bin with the form's unsaved values."""
     values = form.values()
     text = simple_call.spoken_text(values["message_template"], values["custom_message"], sample_alert())
+    call = simple_call.fit_bin_call(str(account.twiml_bin_url), text)
     return telephony.place_call(
         account,
         to=str(to.phone),
         from_=values["from_number"],
-        url=simple_call.bin_call_url(str(account.twiml_bin_url), text),
+        url=call.url,
         timeout=values["ring_seconds"],
         context=telephony.LogContext(LOG_TEST_CALL, "simple_call", setting_id, values["name"]),
+        shortened_from=call.spoken.original_length,
     )
 
 

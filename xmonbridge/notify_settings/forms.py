@@ -13,7 +13,7 @@ from sqlalchemy import select
 from wtforms import FieldList, IntegerField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from .. import from_numbers, phone
+from .. import from_numbers, phone, replacement_lists, simple_call
 from ..approval import ConfigKind
 from ..config_views import add_error, check_unique_name
 from ..extensions import db
@@ -33,7 +33,8 @@ from ..messages import (
     sms_segments,
     template_choices,
 )
-from ..models import TwilioAccount, TwilioPhoneNumber, User
+from ..models import REPLACEMENT_SIMPLE, TwilioAccount, TwilioPhoneNumber, User
+from ..twilio_limits import MAX_URL
 from .kind import SIMPLE_CALL_KIND, SMS_KIND, recipient_label
 
 NO_RECIPIENT = "宛先の電話番号(To)を選択してください。"
@@ -281,6 +282,19 @@ class SimpleCallForm(SettingForm):
 
     def values(self) -> dict[str, Any]:
         return {**super().values(), "ring_seconds": self.ring_seconds.data}
+
+    def url_length_note(self, text: str) -> str:
+        """How long the call's Url is for a message (after replacements), against Twilio's 4,000."""
+        if self.account is None or not self.account.twiml_bin_url:
+            return ""
+        if not hasattr(self, "_replacements"):
+            self._replacements = replacement_lists.approved(REPLACEMENT_SIMPLE)
+        spoken = self._replacements.apply(text)
+        length = len(simple_call.bin_call_url(self.account.twiml_bin_url, spoken))
+        note = f"呼び出し URL の長さ: {length:,} / {MAX_URL:,} 文字"
+        if simple_call.fit_bin_call(self.account.twiml_bin_url, spoken).spoken.shortened:
+            note += "(上限を超えるため、通話ではメッセージの末尾を省略し「以下省略」と読み上げます)"
+        return note
 
 
 class SmsSettingForm(SettingForm):
