@@ -679,6 +679,9 @@ class FakeTwilio:
         self.voices: frozenset[str] | None = None
         # Call SID -> the texts of the <Say> verbs its bin made Twilio speak.
         self.spoken: dict[str, list[str]] = {}
+        # True: a created call is ringing (it has a StartTime) and a message is sent (DateSent)
+        # at once, as when Twilio dials before a look-up; False: both stay queued.
+        self.dial_at_once = False
         self._failures: list[_Injection] = []
         self._stalls: list[_Injection] = []
         self._lock = threading.RLock()
@@ -781,6 +784,7 @@ class FakeTwilio:
             self._stalls.clear()
             self.auth_tokens.clear()
             self.phone_numbers = default_phone_numbers()
+            self.dial_at_once = False
 
     def assert_no_violations(self) -> None:
         """Raise AssertionError listing every violation (and response self-check problem)."""
@@ -1151,6 +1155,8 @@ class FakeTwilio:
         )
         with self._lock:
             self.calls_by_sid[sid] = call
+            if self.dial_at_once:
+                call.update(status="ringing", start_time=now)
         self._fetch_bin(sid, form.get("Url", ""))
         return 201, dict(call)
 
@@ -1226,6 +1232,8 @@ class FakeTwilio:
         )
         with self._lock:
             self.messages_by_sid[sid] = message
+            if self.dial_at_once and form.get("From"):
+                message.update(status="sent", date_sent=now)
         return 201, dict(message)
 
     def _fetch_message(self, operation: Operation, record: RecordedRequest) -> tuple[int, Any]:

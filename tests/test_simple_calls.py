@@ -445,3 +445,31 @@ def test_a_test_without_account_or_destination_is_refused(
     response = client.post(NEW, data={**_data(account, [user]), "run_test": "y"})
     assert response.status_code == 200
     assert "テスト通話を実行できませんでした" in _test_result(_text(response))
+
+
+def test_an_unknown_outcome_is_looked_up_not_repeated(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)  # reads the From numbers once
+    data = {**_data(account, [user]), "test_to": str(user.id), "run_test": "y"}
+    # Twilio places the call but its answer is a 500: the app asks before saying anything.
+    fake_twilio.dial_at_once = True
+    fake_twilio.fail_next(500, operation="CreateCall", after_create=True)
+    result = _test_result(_text(client.post(NEW, data=data)))
+    [made] = fake_twilio.calls_by_sid
+    assert f"Call SID: {made}" in result and "Twilio に問い合わせて確認しました" in result
+    assert len(fake_twilio.calls()) == 1
+    [query] = fake_twilio.requests_for("ListCall")
+    assert query.query["To"] == "+819001230001" and query.query["From"] == "+815012340001"
+
+
+def test_an_unknown_outcome_not_found_yet_says_so(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)
+    fake_twilio.fail_next(500, operation="CreateCall")
+    data = {**_data(account, [user]), "test_to": str(user.id), "run_test": "y"}
+    result = _test_result(_text(client.post(NEW, data=data)))
+    assert "テスト通話の結果を確認できませんでした。発信されたか確認できません。" in result
+    assert "数分後にログを確認し、届いていない場合にだけ再度お試しください。" in result
+    assert len(fake_twilio.requests_for("ListCall")) == 1 and fake_twilio.calls_by_sid == {}

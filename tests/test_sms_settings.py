@@ -181,6 +181,20 @@ def test_a_refused_send_test_shows_the_reason(live_logged_in: FlaskClient, fake_
     assert _settings() == [] and _pending() == 0
 
 
+def test_a_send_test_with_an_unknown_outcome_is_looked_up(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)
+    fake_twilio.dial_at_once = True
+    fake_twilio.stall_next(3, operation="CreateMessage", after_create=True)
+    client.application.config["TWILIO_READ_TIMEOUT"] = 0.5
+    page = _text(client.post(NEW, data={**_data(account, [user]), "test_to": str(user.id), "run_test": "y"}))
+    [sent] = fake_twilio.messages_by_sid
+    result = _test_result(page)
+    assert f"Message SID: {sent}" in result and "Twilio に問い合わせて確認しました" in result
+    assert len(fake_twilio.messages()) == 1 and len(fake_twilio.requests_for("ListMessage")) == 1
+
+
 def test_only_sms_capable_numbers_are_offered(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
     account, user = make_twilio_account(), make_recipient()
     page = _text(live_logged_in.get(NEW))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .. import simple_call, telephony
@@ -40,6 +41,9 @@ class Channel:
     send_test: Callable[[SettingForm, TwilioAccount, User, int | None], str]
     # Says the test went out; formatted with sid= and to=.
     test_done: str
+    # Looks on Twilio for what a test with an unknown outcome may have sent: (account, to,
+    # from, since) -> what was found. A test is never repeated blind.
+    find_sent: Callable[[TwilioAccount, str, str, datetime], list[telephony.Placed]]
     # Extra rows of the detail page: (field name to show them after, label, text).
     extra_rows: Callable[[Any], list[tuple[str, str, str]]]
     # The 再生メッセージ置き換え設定 page linked from the 一覧 (speech only).
@@ -147,6 +151,7 @@ SIMPLE_CALL = Channel(
     test_verb="発信",
     send_test=_test_call,
     test_done="テスト通話を {to} に発信しました。Call SID: {sid}",
+    find_sent=lambda account, to, from_, since: telephony.find_calls(account, to=to, from_=from_, started_after=since),
     extra_rows=_simple_call_rows,
     replacements_endpoint="simple_calls.replacements",
 )
@@ -165,5 +170,6 @@ SMS = Channel(
     test_verb="送信",
     send_test=_test_sms,
     test_done="送信テストの SMS を {to} に送信しました。Message SID: {sid}",
+    find_sent=lambda account, to, from_, since: telephony.find_messages(account, to=to, from_=from_, sent_after=since),
     extra_rows=_sms_rows,
 )

@@ -5,6 +5,7 @@ approval), and 再生メッセージ置き換え設定. Both blueprints get the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request
@@ -16,7 +17,7 @@ from .. import approval, from_numbers, replacement_lists, telephony, twiml
 from ..access import admin_required
 from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
-from ..models import ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings
+from ..models import ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings, utcnow
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel
 from .forms import ReplacementForm, SettingForm
@@ -61,6 +62,24 @@ def _load_numbers(form: SettingForm) -> str | None:
     return error
 
 
+# Clocks differ: look a little before the moment the test was sent.
+LOOKUP_SLACK = timedelta(minutes=2)
+CONFIRMED = "(Twilio の応答が途切れたため、Twilio に問い合わせて確認しました。)"
+NOT_FOUND_YET = (
+    "Twilio に問い合わせましたが、まだ見つかりません(発信待ちのものは表示されないことがあります)。"
+    "数分後にログを確認し、届いていない場合にだけ再度お試しください。"
+)
+
+
+def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime) -> str | None:
+    """After an unknown outcome, ask Twilio whether the test went out; its SID, or None."""
+    try:
+        found = channel.find_sent(form.account, str(to.phone), form.from_number.data, since)  # type: ignore[arg-type]
+    except telephony.TwilioError:
+        return None
+    return found[0].sid if found else None
+
+
 def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     """Send one test with the form's unsaved values; nothing is saved."""
     refused = TestResult(False, f"入力内容に誤りがあるため、{channel.test_label}を実行できませんでした。各項目を確認してください。")
@@ -70,11 +89,17 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     if form.account is None or to is None:  # validated just above; a guard, not an assert (-O drops those)
         return refused
     setting_id = form.setting.id if form.setting is not None else None
+    started, confirmed = utcnow() - LOOKUP_SLACK, ""
     try:
         sid = channel.send_test(form, form.account, to, setting_id)
     except telephony.TwilioError as exc:
-        return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
-    message = channel.test_done.format(sid=sid, to=recipient_label(to))
+        if not exc.unknown:
+            return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
+        found = _look_up(channel, form, to, started)
+        if found is None:
+            return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{NOT_FOUND_YET}")
+        sid, confirmed = found, CONFIRMED
+    message = channel.test_done.format(sid=sid, to=recipient_label(to)) + confirmed
     if current_app.config["TWILIO_MODE"] == "simulate":
         message += "(シミュレーションモードのため、実際には送られていません。)"
     return TestResult(True, message)
