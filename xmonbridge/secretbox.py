@@ -63,7 +63,7 @@ class StoredSecrets:
         notice = ""
         if self.accounts:
             accounts = _count(len(self.accounts), "Twilio account")
-            notice = f"{accounts} ({', '.join(self.accounts)}) need their AUTH TOKEN entered again in Twilio アカウント情報"
+            notice = f"enter the AUTH TOKEN of {accounts} ({', '.join(self.accounts)}) again in Twilio アカウント情報"
         if self.pending:
             pending = f"reject {_count(self.pending, 'pending change')} carrying an AUTH TOKEN in 承認待ち and request it again"
             notice = f"{notice}; {pending}" if notice else pending
