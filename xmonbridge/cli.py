@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -131,9 +131,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve xmonbridge with gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
 
-    # The app FlaskGroup loaded; no app context stays pushed, or gunicorn's workers would
-    # inherit it and share flask.g between requests.
-    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+    # A fresh app: FlaskGroup keeps an app context of the one it loaded pushed while the
+    # command runs, and gunicorn's forked workers would share its flask.g between requests.
+    app = _create_app()
     readiness.require(app)
 
     class Server(BaseApplication):  # type: ignore[misc]
