@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
         instance_path=str(Path(instance).resolve()) if instance else None,
     )
-    from .config import Defaults
+    from .config import ConfigError, Defaults
 
     app.config.from_object(Defaults)
     if test_config is None:
@@ -33,11 +33,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import keys
 
     keys.load(app)
+    # No folder and no file is created here: only `xmonbridge init` makes the instance, and
+    # readiness.require() refuses to start without it (SQLite would create an empty file).
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-        os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'xmonbridge.sqlite'}"
     if app.config["TWILIO_MODE"] not in ("simulate", "live"):
-        raise RuntimeError("TWILIO_MODE must be 'simulate' or 'live'")
+        raise ConfigError(f"TWILIO_MODE is {app.config['TWILIO_MODE']!r}; set it to 'simulate' or 'live'.")
 
     from .extensions import bootstrap, csrf, db, login_manager, migrate
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,9 +13,11 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from . import create_app, keys, readiness
+from .config import ConfigError
 from .extensions import db
 from .models import User
 from .users import phone_audit, rules
@@ -20,14 +25,52 @@ from .users.forms import UserForm
 
 
 @click.command("init")
+@click.option(
+    "--new-fernet-key",
+    is_flag=True,
+    help="Make a new fernet.key although the database holds AUTH TOKENs encrypted with the lost one; "
+    "they must then be entered again.",
+)
 @with_appcontext
-def init_command() -> None:
+def init_command(new_fernet_key: bool) -> None:
     """Create the instance folder, generate keys (mode 0600) and apply migrations; idempotent."""
-    created = keys.ensure(current_app)
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    orphaned = readiness.check_init(app, new_fernet_key)
+    created: list[Path] = []
+    database = readiness.sqlite_file(app)
+    with _undone_on_failure(app, created):
+        keys.ensure(app, created)
+        if database is not None and not database.exists():
+            # SQLite makes the file and its journals; a failed init removes them all.
+            created += [database.with_name(database.name + end) for end in ("", "-journal", "-wal", "-shm")]
+        upgrade(directory=app.extensions["migrate"].directory)
+        db.engine.dispose()
     for path in created:
-        click.echo(f"created {path}")
-    click.echo(f"xmonbridge instance ready in {current_app.instance_path}")
+        if path.name in (keys.SECRET_KEY_FILE, keys.FERNET_KEY_FILE):
+            click.echo(f"created {path}")
+    if orphaned:
+        click.echo(f"new fernet.key: {orphaned.reentry_notice()}.")
+    click.echo(f"xmonbridge instance ready in {app.instance_path}")
+
+
+@contextmanager
+def _undone_on_failure(app: Flask, created: list[Path]) -> Iterator[None]:
+    """Remove what a failed init created (newest first) and report the failure in one line."""
+    try:
+        yield
+    except BaseException as exc:
+        db.engine.dispose()
+        for path in reversed(created):
+            with suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink()
+        if isinstance(exc, OSError):
+            raise readiness.NotReady(f"cannot create {exc.filename or 'the instance'}: {exc.strerror}.") from None
+        if isinstance(exc, SQLAlchemyError):
+            raise readiness.NotReady(readiness.unusable(app, exc)) from None
+        raise
 
 
 @click.command("create-user")
@@ -39,7 +82,7 @@ def init_command() -> None:
 @click.option("--phone", "phone_number", help="Phone number with country code, e.g. +81-90-0123-0001.")
 @click.option("--no-login", is_flag=True, help="A notification target who cannot log in.")
 @click.option("--if-missing", is_flag=True, help="Do nothing (exit 0) when LOGIN exists.")
-@with_appcontext
+@readiness.ready
 def create_user_command(
     login: str,
     password: str | None,
@@ -89,7 +132,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve xmonbridge with gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
 
-    app = create_app()
+    # A fresh app: FlaskGroup keeps an app context of the one it loaded pushed while the
+    # command runs, and gunicorn's forked workers would share its flask.g between requests.
+    app = _create_app()
     readiness.require(app)
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -114,7 +159,11 @@ def init_app(app: Flask) -> None:
 
 
 def _create_app(*_args: Any) -> Flask:
-    return create_app()
+    # FlaskGroup prints a traceback for any other exception while loading the app.
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise readiness.NotReady(str(exc)) from None
 
 
 main = FlaskGroup(create_app=_create_app, add_default_commands=True, help="xmonbridge command line.")

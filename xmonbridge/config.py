@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class ConfigError(RuntimeError):
+    """A configuration value xmonbridge cannot start with; str() is one line with the fix."""
+
+
 class Defaults:
     """Built-in defaults, one comment per key."""
 

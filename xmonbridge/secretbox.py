@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Connection
+
+from .approval import REGISTRY
+from .models import STATUS_PENDING, PendingChange, TwilioAccount
 
 
 class SecretError(ValueError):
@@ -28,3 +36,55 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretError("secret cannot be decrypted with this FERNET_KEY") from exc
+
+
+@dataclass
+class StoredSecrets:
+    """What in the database only the current FERNET_KEY can decrypt."""
+
+    # Names of the Twilio accounts whose AUTH TOKEN is stored.
+    accounts: list[str] = field(default_factory=list)
+    # Pending changes whose proposed values carry a secret (a new AUTH TOKEN).
+    pending: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.accounts or self.pending)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.accounts:
+            parts.append(f"the AUTH TOKEN of {_count(len(self.accounts), 'Twilio account')} ({', '.join(self.accounts)})")
+        if self.pending:
+            parts.append(f"{_count(self.pending, 'pending change')} with an AUTH TOKEN")
+        return " and ".join(parts) or "no encrypted secret"
+
+    def reentry_notice(self) -> str:
+        """One line for the operator after a new FERNET_KEY: what must be entered again."""
+        notice = ""
+        if self.accounts:
+            accounts = _count(len(self.accounts), "Twilio account")
+            notice = f"enter the AUTH TOKEN of {accounts} ({', '.join(self.accounts)}) again in Twilio アカウント情報"
+        if self.pending:
+            pending = f"reject {_count(self.pending, 'pending change')} carrying an AUTH TOKEN in 承認待ち and request it again"
+            notice = f"{notice}; {pending}" if notice else pending
+        return notice
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def stored_secrets(connection: Connection) -> StoredSecrets:
+    """Find the encrypted secrets in the database; tables an old schema lacks hold none."""
+    found = StoredSecrets()
+    tables = set(inspect(connection).get_table_names())
+    if TwilioAccount.__tablename__ in tables:
+        query = select(TwilioAccount.name).where(TwilioAccount.auth_token_encrypted != "").order_by(TwilioAccount.name)
+        found.accounts = list(connection.scalars(query))
+    if PendingChange.__tablename__ in tables:
+        secret_fields = {key: [f.name for f in kind.fields if f.secret] for key, kind in REGISTRY.items()}
+        query = select(PendingChange.kind, PendingChange.payload).where(PendingChange.status == STATUS_PENDING)
+        for kind, payload in connection.execute(query):
+            values = json.loads(payload or "{}")
+            found.pending += any(values.get(name) for name in secret_fields.get(kind, ()))
+    return found
