@@ -17,8 +17,12 @@ def require(app: Flask) -> None:
     keys.require(app)
     directory = Path(app.extensions["migrate"].directory)
     head = ScriptDirectory(str(directory)).get_current_head()
-    with app.app_context(), db.engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+    with app.app_context():
+        with db.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        # gunicorn forks its workers after this check: a pooled connection left here would be
+        # shared by every worker (on PostgreSQL their replies get mixed up).
+        db.engine.dispose()
     if current != head:
         raise RuntimeError(
             f"The database is at schema {current or '(empty)'}, this version needs {head}: "
