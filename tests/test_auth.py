@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -133,3 +134,135 @@ def test_old_failures_are_forgotten(app: Flask, client: FlaskClient, auth: AuthA
     assert db.session.scalars(select(LoginFailure.login)).all() == ["guess2"]
     page = auth.login("x" * 65, "wrong-password").get_data(as_text=True)
     assert "64 文字" in page or "64文字" in page
+
+
+def _login_from(client: FlaskClient, address: str, password: str, **headers: str) -> str:
+    """POST the login form as admin from address; return the page, or the redirect target."""
+    response = client.post(
+        "/login", data={"login": "admin", "password": password}, environ_base={"REMOTE_ADDR": address}, headers=headers
+    )
+    return response.headers["Location"] if response.status_code == 302 else response.get_data(as_text=True)
+
+
+def _lock(app: Flask, client: FlaskClient, address: str, **headers: str) -> None:
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert "ログイン名またはパスワードが正しくありません。" in _login_from(client, address, "wrong-password", **headers)
+    assert "一時的にロックされています" in _login_from(client, address, ADMIN_PASSWORD, **headers)
+
+
+def test_a_lock_from_one_address_does_not_lock_another(app: Flask, admin: object) -> None:
+    _lock(app, app.test_client(), "192.0.2.1")
+    assert _login_from(app.test_client(), "192.0.2.2", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+    assert "一時的にロックされています" in _login_from(app.test_client(), "192.0.2.1", ADMIN_PASSWORD)
+
+
+def test_a_finished_lock_starts_counting_again(app: Flask, client: FlaskClient, admin: object) -> None:
+    from datetime import timedelta
+
+    from xmonbridge.extensions import db
+    from xmonbridge.models import LoginFailure, utcnow
+
+    _lock(app, client, "192.0.2.1")
+    db.session.get(LoginFailure, ("admin", "192.0.2.1")).locked_until = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    db.session.commit()
+    # One more mistake after the lock is one failure, not another lock.
+    assert "ログイン名またはパスワードが正しくありません。" in _login_from(client, "192.0.2.1", "wrong-password")
+    assert _login_from(client, "192.0.2.1", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+
+
+def test_a_successful_login_forgets_the_failures(app: Flask, client: FlaskClient, admin: object) -> None:
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] - 1):
+        _login_from(client, "192.0.2.1", "wrong-password")
+    assert _login_from(client, "192.0.2.1", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] - 1):
+        _login_from(app.test_client(), "192.0.2.1", "wrong-password")
+    assert _login_from(app.test_client(), "192.0.2.1", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+
+
+def test_behind_one_proxy_the_forwarded_address_counts(make_app: object) -> None:
+    app = make_app(PROXY_FIX_X_FOR=1)  # type: ignore[operator]
+    with app.app_context():
+        make_user(login="admin", is_admin=True, is_approver=True)
+        proxy = "10.0.0.1"  # every request comes through the proxy
+        _lock(app, app.test_client(), proxy, **{"X-Forwarded-For": "203.0.113.5"})
+        other = _login_from(app.test_client(), proxy, ADMIN_PASSWORD, **{"X-Forwarded-For": "203.0.113.6"})
+        assert other == "/admin/twilio/accounts/"
+        # A client cannot escape by adding its own header: the proxy appends the real address.
+        spoofed = _login_from(app.test_client(), proxy, ADMIN_PASSWORD, **{"X-Forwarded-For": "198.51.100.9, 203.0.113.5"})
+        assert "一時的にロックされています" in spoofed
+
+
+def test_without_proxy_hops_forwarded_headers_are_ignored(app: Flask, admin: object) -> None:
+    _lock(app, app.test_client(), "192.0.2.1", **{"X-Forwarded-For": "203.0.113.5"})
+    page = _login_from(app.test_client(), "192.0.2.1", ADMIN_PASSWORD, **{"X-Forwarded-For": "203.0.113.6"})
+    assert "一時的にロックされています" in page
+
+
+def test_unlock_command_clears_every_address(app: Flask, admin: object) -> None:
+    _lock(app, app.test_client(), "192.0.2.1")
+    _lock(app, app.test_client(), "192.0.2.2")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["unlock", "admin"])
+    assert result.exit_code == 0 and "unlocked admin" in result.output and "2 addresses" in result.output
+    assert _login_from(app.test_client(), "192.0.2.1", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+    assert _login_from(app.test_client(), "192.0.2.2", ADMIN_PASSWORD) == "/admin/twilio/accounts/"
+    again = runner.invoke(args=["unlock", "admin"])
+    assert again.exit_code == 0 and "nothing to unlock" in again.output
+
+
+def test_a_first_failure_inserted_in_parallel_is_counted_not_lost(app: Flask) -> None:
+    from xmonbridge.auth import throttle
+    from xmonbridge.extensions import db
+    from xmonbridge.models import LoginFailure, utcnow
+
+    with app.test_request_context():
+        # As if a parallel request inserted the counter between our UPDATEs and our INSERT.
+        db.session.add(LoginFailure(login="admin", address="192.0.2.1", failures=1, first_failure_at=utcnow()))
+        db.session.commit()
+        assert throttle._insert("admin", "192.0.2.1", utcnow()) is False
+        assert throttle.reserve("admin", "192.0.2.1") is True
+        db.session.commit()
+        db.session.expire_all()
+        assert db.session.get(LoginFailure, ("admin", "192.0.2.1")).failures == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("login,password", [("nobody", "wrong-password"), ("admin", "wrong-password"), ("sato", "x"), ("target", "x")])
+def test_every_login_checks_one_hash_of_the_real_kind(
+    client: FlaskClient, admin: Any, monkeypatch: pytest.MonkeyPatch, login: str, password: str
+) -> None:
+    from xmonbridge.auth import routes
+
+    make_user(login="sato", login_disabled=True)
+    make_user(login="target", login_disabled=True, password=None)
+    checked: list[str] = []
+    real = routes.check_password_hash
+
+    def spy(hashed: str, typed: str) -> bool:
+        checked.append(hashed)
+        return real(hashed, typed)
+
+    monkeypatch.setattr(routes, "check_password_hash", spy)
+    page = client.post("/login", data={"login": login, "password": password}).get_data(as_text=True)
+    assert "ログイン名またはパスワードが正しくありません。" in page
+    # One check, with the method and cost of a real hash: the time does not tell who exists.
+    assert len(checked) == 1
+    assert checked[0].split("$")[0] == admin.password_hash.split("$")[0]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/", "/\\evil.example", "https://evil.example", "/%0d%0aSet-Cookie:x=1", "/\r\n", "/\t/evil.example"],
+)
+def test_login_redirects_home_instead_of_leaving_the_site(client: FlaskClient, admin: object, target: str) -> None:
+    # `/%0d%0a...` reaches the app as CR LF once the query string is decoded.
+    from urllib.parse import unquote
+
+    response = client.post("/login", query_string={"next": unquote(target)}, data={"login": "admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/twilio/accounts/"
+    assert "x=1" not in response.headers.get("Set-Cookie", "")
+
+
+def test_login_follows_a_local_next(client: FlaskClient, admin: object) -> None:
+    response = client.post("/login?next=/admin/users/", data={"login": "admin", "password": ADMIN_PASSWORD})
+    assert response.headers["Location"] == "/admin/users/"

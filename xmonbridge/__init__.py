@@ -66,4 +66,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
+
+    hops = int(app.config["PROXY_FIX_X_FOR"])
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)  # type: ignore[method-assign]
     return app

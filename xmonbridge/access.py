@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 from flask import abort
 from flask_login import current_user, login_required
 
-from .extensions import db, login_manager
+from .auth import sessions
+from .extensions import login_manager
 from .models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -17,7 +18,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    # Only while the session's row exists (auth/sessions.py): logout and password changes end it.
+    return sessions.load_user(user_id)
 
 
 def admin_required(view: F) -> F:

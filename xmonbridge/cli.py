@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from . import create_app, keys, readiness
+from .auth import throttle
 from .config import ConfigError
 from .extensions import db
 from .models import User
@@ -124,6 +125,19 @@ def create_user_command(
         click.echo(f"password: {generated}")
 
 
+@click.command("unlock")
+@click.argument("login")
+@readiness.ready
+def unlock_command(login: str) -> None:
+    """Forget every failed login and lock of LOGIN, from every client address."""
+    pairs = throttle.unlock(login)
+    db.session.commit()
+    if pairs:
+        click.echo(f"unlocked {login} (failed logins from {pairs} address{'es' if pairs > 1 else ''} forgotten)")
+    else:
+        click.echo(f"{login} has no failed logins; nothing to unlock")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -154,7 +168,7 @@ def serve_command(host: str, port: int, workers: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app (and so on `flask --app xmonbridge`)."""
-    for command in (init_command, create_user_command, serve_command):
+    for command in (init_command, create_user_command, unlock_command, serve_command):
         app.cli.add_command(command)
 
 

@@ -30,10 +30,17 @@ class Defaults:
     # Session cookie hardening; Secure is decided per request from the X-MON URL.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    # Failed logins for one name within LOGIN_WINDOW_SECONDS before it is locked.
+    # Failed logins for one name from one client address within LOGIN_WINDOW_SECONDS before
+    # that pair is locked for LOGIN_LOCK_SECONDS (`xmonbridge unlock LOGIN` ends it sooner).
     LOGIN_MAX_FAILURES = 5
     LOGIN_WINDOW_SECONDS = 900
     LOGIN_LOCK_SECONDS = 300
+    # Reverse proxies in front of xmonbridge whose X-Forwarded-For/-Proto/-Host/-Prefix headers
+    # are trusted (Werkzeug ProxyFix). 0 trusts none: the client address is the TCP peer. Set it
+    # to the number of proxies, or anyone can pick the address their failed logins count against.
+    PROXY_FIX_X_FOR = 0
+    # Days a login session may go unused before it ends (its row is pruned at the next login).
+    SESSION_MAX_IDLE_DAYS = 14
     # Largest request body accepted, in bytes.
     MAX_CONTENT_LENGTH = 1024 * 1024
     # Rows per page in lists.

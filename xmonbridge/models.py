@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text, func, select, text
+from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
 from .extensions import db
 
@@ -66,13 +66,20 @@ class User(UserMixin, db.Model):
     is_approver: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    def set_password(self, password: str) -> None:
-        """Store a salted hash of password."""
-        self.password_hash = generate_password_hash(password)
+    def set_password(self, password: str, keep_session: str | None = None) -> None:
+        """Store a salted hash of password and end the user's sessions but keep_session.
 
-    def check_password(self, password: str) -> bool:
-        """Tell whether password matches the stored hash."""
-        return bool(self.password_hash) and check_password_hash(self.password_hash or "", password)
+        keep_session is the token hash of the session that changed the password (see
+        auth/sessions.py); it is kept only if it is one of this user's, so a user who changes
+        their own password stays logged in there, and nowhere else.
+        """
+        self.password_hash = generate_password_hash(password)
+        if self.id is not None:
+            db.session.execute(
+                delete(UserSession)
+                .where(UserSession.user_id == self.id, UserSession.token_hash != (keep_session or ""))
+                .execution_options(synchronize_session=False)
+            )
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot hold a session.

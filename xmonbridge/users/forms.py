@@ -10,6 +10,7 @@ from wtforms import BooleanField, EmailField, PasswordField, StringField, Submit
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from .. import phone
+from ..auth import sessions
 from ..extensions import db
 from ..forms import BaseForm, PhoneNumber, blank_to_none, strip
 from ..models import User
@@ -85,9 +86,12 @@ class UserForm(BaseForm):
         return ok
 
     def save_to(self, user: User) -> None:
-        """Copy the form's values into user (the password only when one was typed)."""
+        """Copy the form's values into user (the password only when one was typed).
+
+        A new password ends the user's other sessions; the one making the change stays.
+        """
         for name in ("login", "name", "login_disabled", "phone", "email", "mobile_email", "is_admin", "is_approver"):
             setattr(user, name, getattr(self, name).data)
         user.name = user.name or ""
         if self.password.data:
-            user.set_password(self.password.data)
+            user.set_password(self.password.data, keep_session=sessions.current_token_hash())
