@@ -12,6 +12,8 @@ from ..extensions import db
 from ..forms import BaseForm, PhoneNumber, blank_to_none, strip
 from ..models import User
 
+LOGIN_TAKEN = "このログイン名は既に使われています。"
+
 
 class UserForm(BaseForm):
     """基本設定 of a user, as in §3, plus the roles 管理者 and 承認権限."""
@@ -62,7 +64,7 @@ class UserForm(BaseForm):
         """Refuse a login name another user has."""
         other = db.session.scalar(select(User).where(User.login == field.data))
         if other is not None and other is not self.user:
-            raise ValidationError("このログイン名は既に使われています。")
+            raise ValidationError(LOGIN_TAKEN)
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Also require a password for a new user who may log in (Optional() skips blanks)."""
