@@ -40,19 +40,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if app.config["TWILIO_MODE"] not in ("simulate", "live"):
         raise ConfigError(f"TWILIO_MODE is {app.config['TWILIO_MODE']!r}; set it to 'simulate' or 'live'.")
 
+    from . import cli, db_setup, errors, filters, headers, layout, routing
     from .extensions import bootstrap, csrf, db, login_manager, migrate
 
+    routing.init_app(app)
+    db_setup.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
     bootstrap.init_app(app)
 
-    from . import cli, db_setup, filters, layout
-
-    db_setup.init_app(app)
     filters.init_app(app)
     layout.init_app(app)
+    errors.init_app(app)
+    headers.init_app(app)
     cli.init_app(app)
 
     from .approvals import bp as approvals_bp

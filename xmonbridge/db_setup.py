@@ -1,4 +1,4 @@
-"""Database connection settings: SQLite pragmas on every new connection."""
+"""Database connection settings: engine options, SQLite pragmas on every new connection."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Install the connect listener once per process."""
+    """Set the engine options and install the connect listener once per process.
+
+    Call before db.init_app(): Flask-SQLAlchemy creates the engine there.
+    """
+    # Never put SQL parameters in exception messages: a failed INSERT INTO users would
+    # otherwise write the new password hash (and any other value) into the server log.
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options["hide_parameters"] = True
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     global _registered
     if not _registered:
         event.listen(Engine, "connect", _sqlite_pragmas)

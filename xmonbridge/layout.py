@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
 from urllib.parse import urlsplit
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFError
 from flask_login import current_user
 
 from .models import PendingChange, XmonSettings
@@ -54,12 +53,29 @@ class SessionInterface(SecureCookieSessionInterface):
         return urlsplit(url).netloc.lower() == request.host.lower()
 
 
+@dataclass(frozen=True)
+class LayoutUser:
+    """What the layout shows of the user on the 500 page (errors.py), read apart from the failed session."""
+
+    is_authenticated: bool
+    is_admin: bool
+    display_name: str
+
+
 def _context() -> dict[str, Any]:
     from flask import current_app
 
     mode = current_app.config["TWILIO_MODE"]
-    pending = PendingChange.pending_count() if current_user.is_authenticated else 0
+    # errors.py sets g.layout_user on the 500 page: then no query here, the request's
+    # session failed and the database may not answer at all.
+    user: Any = g.get("layout_user")
+    if user is None:
+        user = current_user
+        pending = PendingChange.pending_count() if current_user.is_authenticated else 0
+    else:
+        pending = None
     return {
+        "layout_user": user,
         "twilio_mode": mode,
         "twilio_mode_label": MODE_LABELS.get(mode, mode),
         "pending_count": pending,
@@ -67,22 +83,9 @@ def _context() -> dict[str, Any]:
     }
 
 
-def _error_page(code: int, message: str) -> Any:
-    def handler(_error: Exception) -> Any:
-        return render_template("error.html", code=code, message=message), code
-
-    return handler
-
-
 def init_app(app: Flask) -> None:
-    """Install the context processor, the session interface and error pages."""
+    """Install the context processor and the session interface."""
     app.context_processor(_context)
     # {% do %} lets the form macros add aria attributes to a field's keyword arguments.
     app.jinja_env.add_extension("jinja2.ext.do")
     app.session_interface = SessionInterface()
-    app.register_error_handler(403, _error_page(403, "この操作を行う権限がありません。"))
-    app.register_error_handler(404, _error_page(404, "ページが見つかりません。"))
-    app.register_error_handler(
-        CSRFError, _error_page(400, "フォームの有効期限が切れたか、不正な送信です。画面を開き直してやり直してください。")
-    )
-    app.register_error_handler(413, _error_page(413, "送信されたデータが大きすぎます。"))

@@ -138,6 +138,8 @@ class PhoneChange(db.Model):
     old_masked: Mapped[str] = mapped_column(String(32), default="")
     new_masked: Mapped[str] = mapped_column(String(32), default="")
 
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+
 
 class XmonSettings(db.Model):
     """The single row of X-MON 設定 (R1, R15)."""

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,11 +156,13 @@ def running_server(
     mode: str = "simulate",
     api_base: str | None = None,
     phone_users: bool = False,
+    workers: int = 1,
 ) -> Iterator[str]:
     """Start one app (init, create-user, serve) in a fresh instance; yield its base URL.
 
     The users are those of CREDENTIALS, plus those of PHONE_USERS when `phone_users`; the
-    server is stopped when the block ends. `name` labels its folder and output in reports.
+    server is stopped when the block ends. `name` labels its folder and output in reports;
+    the instance folder is `<its folder>/instance`, next to the output `serve.log`.
     """
     root = tmp_path_factory.mktemp(f"xmonbridge-{name}")
     instance = root / "instance"
@@ -177,7 +180,7 @@ def running_server(
     request.config.stash.setdefault(_SERVER_LOGS, {})[name] = log_path
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            [_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -205,6 +208,23 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """The app in simulate mode (users admin and operator); yields its base URL."""
     with running_server(request, tmp_path_factory, "simulate") as base:
         yield base
+
+
+@dataclass(frozen=True)
+class ParallelServer:
+    """A server with two gunicorn workers, where requests really run at the same time."""
+
+    base: str
+    instance: Path
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def parallel_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParallelServer]:
+    """The app in simulate mode served by `--workers 2`, as in production (users admin and operator)."""
+    with running_server(request, tmp_path_factory, "parallel", workers=2) as base:
+        log = request.config.stash[_SERVER_LOGS]["parallel"]
+        yield ParallelServer(base, log.parent / "instance", log)
 
 
 @pytest.fixture(scope="session")
@@ -322,7 +342,8 @@ class BrowserProblems:
         page.on("pageerror", lambda error: self.page_errors.append(f"{page.url}: {error}"))
 
     def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        # A Content-Security-Policy violation is an error, or a warning for report-only rules.
+        if message.type == "error" or "Content Security Policy" in message.text:
             self.console_errors.append(f"{message.location.get('url', '')}: {message.text}")
 
     def report(self) -> str:

@@ -15,6 +15,8 @@ from ..extensions import db
 from ..forms import BaseForm, PhoneNumber, blank_to_none, strip
 from ..models import User
 
+LOGIN_TAKEN = "このログイン名は既に使われています。"
+
 
 class PhoneField(StringField):
     """A phone number shown as the manual writes it (+81-90-0123-0001), stored as E.164."""
@@ -75,7 +77,7 @@ class UserForm(BaseForm):
         """Refuse a login name another user has."""
         other = db.session.scalar(select(User).where(User.login == field.data))
         if other is not None and other is not self.user:
-            raise ValidationError("このログイン名は既に使われています。")
+            raise ValidationError(LOGIN_TAKEN)
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Also require a password for a new user who may log in (Optional() skips blanks)."""

@@ -19,10 +19,9 @@ def record(user: User, old: str | None, actor: User | None) -> PhoneChange | Non
     """Add an audit row when user's number differs from old; actor None is the command line."""
     if (old or None) == (user.phone or None):
         return None
-    if user.id is None:
-        db.session.flush()  # a new user: its id names it in the row
     row = PhoneChange(
-        user_id=user.id,
+        # The relationship, not user.id: a new user has no id before the caller's commit.
+        user=user,
         user_login=user.login,
         changed_by_id=actor.id if actor is not None else None,
         changed_by_login=actor.login if actor is not None else COMMAND_LINE,

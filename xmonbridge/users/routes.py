@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from ..access import admin_required
@@ -12,7 +13,7 @@ from ..extensions import db
 from ..forms import EmptyForm
 from ..models import User
 from . import bp, phone_audit, rules
-from .forms import UserForm
+from .forms import LOGIN_TAKEN, UserForm
 
 
 PHONE_CHANGES_SHOWN = 200
@@ -40,9 +41,9 @@ def new() -> Response | str:
         form.save_to(user)
         db.session.add(user)
         phone_audit.record(user, None, current_user)
-        db.session.commit()
-        flash(f"ユーザ「{user.login}」を作成しました。", "success")
-        return redirect(url_for("users.show", user_id=user.id))
+        if _committed(form):
+            flash(f"ユーザ「{user.login}」を作成しました。", "success")
+            return redirect(url_for("users.show", user_id=user.id))
     return render_template("users/form.html", form=form, user=None)
 
 
@@ -70,9 +71,9 @@ def edit(user_id: int) -> Response | str:
         old_phone = user.phone
         form.save_to(user)
         phone_audit.record(user, old_phone, current_user)
-        db.session.commit()
-        flash(f"ユーザ「{user.login}」を編集しました。", "success")
-        return redirect(url_for("users.show", user_id=user.id))
+        if _committed(form):
+            flash(f"ユーザ「{user.login}」を編集しました。", "success")
+            return redirect(url_for("users.show", user_id=user.id))
     return render_template("users/form.html", form=form, user=user)
 
 
@@ -100,6 +101,21 @@ def _form(user: User | None) -> UserForm:
         form.is_approver.render_kw = {"disabled": True}
         form.is_approver.description = rules.APPROVER_ONLY
     return form
+
+
+def _committed(form: UserForm) -> bool:
+    """Commit the form's save; on a login name taken meanwhile, roll back and say so under ログイン名.
+
+    The form checked the name, but another request can take it between that check and
+    this commit (two clicks, two tabs); the unique index of users.login then refuses it.
+    """
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        form.login.errors.append(LOGIN_TAKEN)
+        return False
+    return True
 
 
 def _refused(form: UserForm, user: User | None) -> bool:
