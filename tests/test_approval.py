@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
@@ -50,3 +51,17 @@ def test_deleting_an_object_closes_its_other_pending_changes(
         assert "この変更は既に処理されています。" in page.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.scalars(select(TwilioAccount.name)).all() == ["A3"]
+
+
+def test_a_refused_create_and_approve_leaves_no_pending_change(app: Flask) -> None:
+    from sqlalchemy import func
+
+    from tests.factories import make_user
+
+    approver = make_user(login="approver", is_admin=True, is_approver=True)
+    make_twilio_account(name="taken")
+    values = {"name": "taken", "account_sid": "AC" + "1" * 32, "auth_token_encrypted": "x", "twiml_bin_url": None}
+    with pytest.raises(approval.ApprovalError):
+        approval.submit(KIND, "create", approver, True, values=values)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(PendingChange)) == 0

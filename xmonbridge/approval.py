@@ -131,10 +131,12 @@ def request_change(
         requested_by_id=user.id,
     )
     change.data = values
+    db.session.add(change)
     try:
-        # A savepoint, so a refused insert leaves the caller's transaction usable.
-        with db.session.begin_nested():
-            db.session.add(change)
+        # No savepoint: with pysqlite a SAVEPOINT that opens the transaction commits on its
+        # RELEASE, so a refused 「…と承認」 would leave its pending change behind. Every
+        # caller rolls back on ApprovalError instead.
+        db.session.flush()
     except IntegrityError as exc:
         # Two requests raced past the forms' checks; the unique indexes of pending_changes
         # keep one pending 作成 per name and one pending 削除 per object.
