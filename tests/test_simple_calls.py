@@ -473,3 +473,29 @@ def test_an_unknown_outcome_not_found_yet_says_so(live_logged_in: FlaskClient, f
     assert "テスト通話の結果を確認できませんでした。発信されたか確認できません。" in result
     assert "数分後にログを確認し、届いていない場合にだけ再度お試しください。" in result
     assert len(fake_twilio.requests_for("ListCall")) == 1 and fake_twilio.calls_by_sid == {}
+
+
+def test_an_earlier_call_is_not_taken_for_the_unknown_one(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)
+    fake_twilio.dial_at_once = True
+    data = {**_data(account, [user]), "test_to": str(user.id), "run_test": "y"}
+    first = _test_result(_text(client.post(NEW, data=data)))
+    [earlier] = fake_twilio.calls_by_sid
+    assert f"Call SID: {earlier}" in first
+    # This time Twilio makes nothing and answers 500: the earlier call must not count.
+    fake_twilio.fail_next(500, operation="CreateCall")
+    result = _test_result(_text(client.post(NEW, data=data)))
+    assert earlier not in result
+    assert "テスト通話の結果を確認できませんでした。" in result and "まだ見つかりません" in result
+
+
+def test_a_failed_look_up_is_not_reported_as_not_found(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)
+    fake_twilio.fail_next(500, operation="CreateCall")
+    fake_twilio.fail_next(500, operation="ListCall")
+    result = _test_result(_text(client.post(NEW, data={**_data(account, [user]), "test_to": str(user.id), "run_test": "y"})))
+    assert "Twilio への問い合わせにも失敗しました。" in result and "まだ見つかりません" not in result

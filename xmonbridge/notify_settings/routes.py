@@ -17,7 +17,19 @@ from .. import approval, from_numbers, replacement_lists, telephony, twiml
 from ..access import admin_required
 from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
-from ..models import ACTION_UPDATE, ACTIONS, REPLACEMENT_SIMPLE, User, XmonSettings, utcnow
+from ..models import (
+    ACTION_UPDATE,
+    ACTIONS,
+    LOG_CALL,
+    LOG_SMS,
+    LOG_TEST_CALL,
+    LOG_TEST_SMS,
+    REPLACEMENT_SIMPLE,
+    RequestLog,
+    User,
+    XmonSettings,
+    utcnow,
+)
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel
 from .forms import ReplacementForm, SettingForm
@@ -64,6 +76,9 @@ def _load_numbers(form: SettingForm) -> str | None:
 
 # Clocks differ: look a little before the moment the test was sent.
 LOOKUP_SLACK = timedelta(minutes=2)
+# Requests that create a call or message: their logged SIDs belong to earlier attempts.
+CREATE_KINDS = (LOG_CALL, LOG_SMS, LOG_TEST_CALL, LOG_TEST_SMS)
+LOOKUP_FAILED = "Twilio への問い合わせにも失敗しました。ログを確認し、届いていない場合にだけ再度お試しください。"
 CONFIRMED = "(Twilio の応答が途切れたため、Twilio に問い合わせて確認しました。)"
 NOT_FOUND_YET = (
     "Twilio に問い合わせましたが、まだ見つかりません(発信待ちのものは表示されないことがあります)。"
@@ -71,13 +86,21 @@ NOT_FOUND_YET = (
 )
 
 
-def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime) -> str | None:
-    """After an unknown outcome, ask Twilio whether the test went out; its SID, or None."""
-    try:
-        found = channel.find_sent(form.account, str(to.phone), form.from_number.data, since)  # type: ignore[arg-type]
-    except telephony.TwilioError:
-        return None
-    return found[0].sid if found else None
+def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime) -> str:
+    """After an unknown outcome, ask Twilio whether the test went out; its SID, or "" if not found.
+
+    Only a call or message this attempt made counts: one whose SID a logged request already
+    got back (an earlier test to the same person) is someone else's. Raises TwilioError when
+    the question itself fails.
+    """
+    found = channel.find_sent(form.account, str(to.phone), form.from_number.data, since)  # type: ignore[arg-type]
+    sids = [placed.sid for placed in found]
+    created = select(RequestLog.sid).where(
+        RequestLog.sid.in_(sids), RequestLog.success.is_(True), RequestLog.kind.in_(CREATE_KINDS)
+    )
+    known = set(db.session.scalars(created)) if sids else set()
+    fresh = [sid for sid in sids if sid not in known]
+    return fresh[0] if fresh else ""
 
 
 def _run_test(channel: Channel, form: SettingForm) -> TestResult:
@@ -95,8 +118,11 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     except telephony.TwilioError as exc:
         if not exc.unknown:
             return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
-        found = _look_up(channel, form, to, started)
-        if found is None:
+        try:
+            found = _look_up(channel, form, to, started)
+        except telephony.TwilioError as lookup_error:
+            return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{LOOKUP_FAILED}{lookup_error}")
+        if not found:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{NOT_FOUND_YET}")
         sid, confirmed = found, CONFIRMED
     message = channel.test_done.format(sid=sid, to=recipient_label(to)) + confirmed
