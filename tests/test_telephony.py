@@ -174,3 +174,12 @@ def test_forget_drops_the_cache_and_the_mark(live_app: Flask, fake_twilio: Any) 
     db.session.commit()
     assert from_numbers.cached(account.id) == [] and account.numbers_fetched_at is None
     assert len(from_numbers.cached(other.id)) == 2 and other.numbers_fetched_at is not None
+
+
+def test_gunicorn_waits_longer_than_a_create_and_its_look_up(app: Any) -> None:
+    from xmonbridge.cli import worker_timeout
+
+    app.config.update(TWILIO_CONNECT_TIMEOUT=5.0, TWILIO_READ_TIMEOUT=15.0)
+    assert worker_timeout(app) > 2 * (5 + 15)
+    app.config.update(TWILIO_READ_TIMEOUT=40.0)
+    assert worker_timeout(app) > 2 * (5 + 40)

@@ -148,3 +148,46 @@ def test_simulate_mode_finds_what_it_placed(app: Flask) -> None:
     later = utcnow() + timedelta(minutes=1)
     assert telephony.find_calls(account, to=TO, from_=FROM, started_after=later) == []
     assert all(r.simulated for r in _logs())
+
+
+def test_a_create_is_logged_before_it_is_sent(live_app: Flask, fake_twilio: Any) -> None:
+    """A process killed while Twilio works on a call leaves a row saying the outcome is unknown."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from xmonbridge.twilio_errors import explain_logged
+
+    account = make_twilio_account()
+    account_id = account.id
+    fake_twilio.stall_next(2, operation="CreateCall", after_create=True)
+    done = threading.Event()
+
+    def call() -> None:
+        with live_app.app_context():
+            try:
+                _call(db.session.get(type(account), account_id))
+            except telephony.TwilioError:
+                pass
+            finally:
+                done.set()
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not fake_twilio.calls_by_sid and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Twilio holds the call and has not answered: the row is already there.
+        with Session(db.engine) as session:
+            [row] = session.scalars(select(RequestLog)).all()
+            assert (row.kind, row.success, row.http_status) == (LOG_CALL, False, None)
+            error = explain_logged(row.http_status, row.error_code, row.error_message, create=True)
+            assert error is not None and error.unknown and "処理が中断されました" in str(error)
+    finally:
+        worker.join(10)
+    assert done.is_set()
+    # Once the answer comes (here a timeout), the same row holds it: still one row.
+    [row] = _logs()
+    assert row.error_message == "timeout" and row.duration_ms > 0

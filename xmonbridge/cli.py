@@ -138,6 +138,13 @@ def unlock_command(login: str) -> None:
         click.echo(f"{login} has no failed logins; nothing to unlock")
 
 
+def worker_timeout(app: Flask) -> int:
+    """Seconds gunicorn lets a request run: a test call whose answer is lost waits for Twilio
+    twice (the create, then the look-up), and must not be killed halfway through."""
+    cfg = app.config
+    return max(30, int(2 * (cfg["TWILIO_CONNECT_TIMEOUT"] + cfg["TWILIO_READ_TIMEOUT"])) + 15)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -156,6 +163,7 @@ def serve_command(host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", worker_timeout(app))
             # gunicorn's control socket would be one path shared by every server of the user.
             self.cfg.set("control_socket_disable", True)
 

@@ -42,6 +42,7 @@ from .models import (
 from .twilio_errors import (
     CONNECTION_TEXT,
     EXPLANATIONS,
+    LOGGED_WAITING,
     MAX_RETRIES_BY_CODE,
     PERMANENT_CODES,
     SERVER_ERROR_TEXT,
@@ -184,10 +185,12 @@ def _backend(account: TwilioAccount) -> Backend:
 
 
 def _write_log(row: RequestLog) -> None:
-    # Own session and commit: the caller may roll back, the log must stay.
-    with Session(db.engine) as session:
-        session.add(row)
+    """Insert the row, or update it once it has an id; in its own session and commit, so a
+    caller's rollback never loses it."""
+    with Session(db.engine, expire_on_commit=False) as session:
+        saved = session.merge(row)
         session.commit()
+        row.id = saved.id
 
 
 def _perform(
@@ -217,6 +220,12 @@ def _perform(
         from_number=from_number,
         request_summary=json.dumps(summary, ensure_ascii=False),
     )
+    if create:
+        # Logged before it is sent: if this process dies while Twilio works on it, the row
+        # stays and says the outcome is unknown, instead of the call leaving no trace.
+        row.error_message = LOGGED_WAITING
+        _write_log(row)
+        row.error_message = ""
     started = time.monotonic()
     error: TwilioError | None = None
     result: Any = None

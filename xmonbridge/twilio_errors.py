@@ -91,6 +91,7 @@ UNKNOWN_TEXT = (
 # What happened, after UNKNOWN_TEXT, when there is no HTTP status to show.
 UNKNOWN_TIMEOUT = "(応答待ちのタイムアウト)"
 UNKNOWN_RESET = "(応答の前に接続が切断されました)"
+UNKNOWN_WAITING = "(Twilio の応答を待つ間に処理が中断されました)"
 
 
 class TwilioError(Exception):
@@ -217,6 +218,8 @@ def never_sent(exc: requests.RequestException) -> bool:
 LOGGED_TIMEOUT = "timeout"
 LOGGED_NOT_SENT = "connection error"
 LOGGED_LOST = "connection error after sending"
+# A create logged before it was sent whose answer was never recorded (the process ended).
+LOGGED_WAITING = "no answer recorded"
 
 
 def network_error(exc: requests.RequestException, *, create: bool) -> tuple[TwilioError, str]:
@@ -243,6 +246,8 @@ def explain_logged(status: int | None, code: int | None, error_message: str, *, 
         if create:
             return TwilioError(UNKNOWN_TEXT + UNKNOWN_RESET, outcome=OUTCOME_UNKNOWN)
         return TwilioError(CONNECTION_TEXT, outcome=OUTCOME_TEMPORARY)
+    if error_message == LOGGED_WAITING:
+        return TwilioError(UNKNOWN_TEXT + UNKNOWN_WAITING, outcome=OUTCOME_UNKNOWN)
     if error_message.startswith(LOGGED_NOT_SENT):
         return TwilioError(CONNECTION_TEXT, outcome=OUTCOME_TEMPORARY)
     return None

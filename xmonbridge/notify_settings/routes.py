@@ -20,10 +20,6 @@ from ..extensions import db
 from ..models import (
     ACTION_UPDATE,
     ACTIONS,
-    LOG_CALL,
-    LOG_SMS,
-    LOG_TEST_CALL,
-    LOG_TEST_SMS,
     REPLACEMENT_SIMPLE,
     RequestLog,
     User,
@@ -76,8 +72,6 @@ def _load_numbers(form: SettingForm) -> str | None:
 
 # Clocks differ: look a little before the moment the test was sent.
 LOOKUP_SLACK = timedelta(minutes=2)
-# Requests that create a call or message: their logged SIDs belong to earlier attempts.
-CREATE_KINDS = (LOG_CALL, LOG_SMS, LOG_TEST_CALL, LOG_TEST_SMS)
 LOOKUP_FAILED = "Twilio への問い合わせにも失敗しました。ログを確認し、届いていない場合にだけ再度お試しください。"
 CONFIRMED = "(Twilio の応答が途切れたため、Twilio に問い合わせて確認しました。)"
 NOT_FOUND_YET = (
@@ -96,7 +90,7 @@ def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime) -> 
     found = channel.find_sent(form.account, str(to.phone), form.from_number.data, since)  # type: ignore[arg-type]
     sids = [placed.sid for placed in found]
     created = select(RequestLog.sid).where(
-        RequestLog.sid.in_(sids), RequestLog.success.is_(True), RequestLog.kind.in_(CREATE_KINDS)
+        RequestLog.sid.in_(sids), RequestLog.success.is_(True), RequestLog.kind.in_(telephony.CREATE_KINDS)
     )
     known = set(db.session.scalars(created)) if sids else set()
     fresh = [sid for sid in sids if sid not in known]
