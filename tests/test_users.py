@@ -239,7 +239,8 @@ def test_an_approver_changes_it_and_the_change_is_audited(client: FlaskClient, l
     client.post("/admin/users/new", data={**VALID, "login": "suzuki", "phone": "+81-90-0123-0005"})
     page = client.get("/admin/users/phone-changes").get_data(as_text=True)
     rows = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", page)
-    assert [row[1:] for row in rows] == [
+    masked = [(login, re.sub(r" #[0-9a-f]{4}$", "", old), re.sub(r" #[0-9a-f]{4}$", "", new), by) for _at, login, old, new, by in rows]
+    assert masked == [
         ("suzuki", "(未設定)", "+81-**-****-0005", "admin"),
         ("sato", "+81-**-****-0001", "+81-**-****-0002", "admin"),
     ]
@@ -259,7 +260,7 @@ def test_the_command_line_is_audited_too(client: FlaskClient, logged_in: AuthAct
     result = runner.invoke(args=["create-user", "kato", "--no-login", "--phone", "+81-90-0123-0007"])
     assert result.exit_code == 0, result.output
     page = client.get("/admin/users/phone-changes").get_data(as_text=True)
-    assert re.search(r"<td>kato</td>\s*<td>\(未設定\)</td>\s*<td>\+81-\*\*-\*\*\*\*-0007</td>\s*<td>\(コマンドライン\)</td>", page)
+    assert re.search(r"<td>kato</td>\s*<td>\(未設定\)</td>\s*<td>\+81-\*\*-\*\*\*\*-0007 #[0-9a-f]{4}</td>\s*<td>\(コマンドライン\)</td>", page)
 
 
 def test_the_form_shows_numbers_as_the_manual_writes_them(client: FlaskClient, logged_in: AuthActions) -> None:
@@ -268,3 +269,12 @@ def test_the_form_shows_numbers_as_the_manual_writes_them(client: FlaskClient, l
     assert re.search(r'<input[^>]*id="phone"[^>]*value="\+81-90-0123-0001"', page)
     page = client.post(f"/admin/users/{recipient.id}/edit", data={**VALID, "phone": "+81 90 x"}).get_data(as_text=True)
     assert re.search(r'<input[^>]*id="phone"[^>]*value="\+81 90 x"', page)
+
+
+def test_a_change_of_hidden_digits_still_shows(client: FlaskClient, logged_in: AuthActions) -> None:
+    recipient = _recipient_of_an_approved_setting()
+    _edit_phone(client, recipient, "+81-90-9999-0001")  # same last four digits
+    page = client.get("/admin/users/phone-changes").get_data(as_text=True)
+    [(old, new)] = re.findall(r"<td>sato</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", page)
+    assert old.startswith("+81-**-****-0001 #") and new.startswith("+81-**-****-0001 #") and old != new
+    assert "9999-0001" not in page

@@ -6,6 +6,10 @@ whichever way it was made (ユーザ管理 or the command line).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
+from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
@@ -25,11 +29,22 @@ def record(user: User, old: str | None, actor: User | None) -> PhoneChange | Non
         user_login=user.login,
         changed_by_id=actor.id if actor is not None else None,
         changed_by_login=actor.login if actor is not None else COMMAND_LINE,
-        old_masked=mask(old),
-        new_masked=mask(user.phone),
+        old_masked=_masked(old),
+        new_masked=_masked(user.phone),
     )
     db.session.add(row)
     return row
+
+
+def _masked(e164: str | None) -> str:
+    """The masked number plus a short keyed fingerprint: two numbers that differ only in
+    hidden digits still read differently, yet the list does not reveal them (the key is
+    the instance's SECRET_KEY, so the fingerprint cannot be looked up offline)."""
+    if not e164:
+        return ""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    fingerprint = hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()[:4]
+    return f"{mask(e164)} #{fingerprint}"
 
 
 def recent(limit: int) -> list[PhoneChange]:
