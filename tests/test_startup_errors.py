@@ -196,3 +196,23 @@ def test_init_makes_a_missing_fernet_key_when_nothing_is_encrypted(instance: Pat
     _drop_fernet_key(instance)
     assert f"created {instance / 'fernet.key'}" in _run(instance, "init").stdout
     assert "created user sato" in _run(instance, "create-user", "sato", "--no-login").stdout
+
+
+@pytest.mark.parametrize("value", ["abc", "true", "1.5", "-1"])
+def test_a_bad_number_in_the_environment_is_one_line(instance: Path, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _listing(instance)
+    monkeypatch.setenv("XMONBRIDGE_PROXY_FIX_X_FOR", value)
+    _assert_refused(_run(instance, "serve", "--port", "1", check=False), "XMONBRIDGE_PROXY_FIX_X_FOR is", "whole number")
+    assert _listing(instance) == before
+
+
+def test_a_bad_number_refuses_even_login_settings() -> None:
+    from xmonbridge.config import ConfigError, Defaults, check_numbers
+
+    settings = {key: value for key, value in vars(Defaults).items() if not key.startswith("_")}
+    check_numbers(settings)
+    with pytest.raises(ConfigError, match="XMONBRIDGE_LOGIN_MAX_FAILURES is 'abc'"):
+        check_numbers({**settings, "LOGIN_MAX_FAILURES": "abc"})
+    with pytest.raises(ConfigError, match="at least 1"):
+        check_numbers({**settings, "LOGIN_MAX_FAILURES": 0})
+    check_numbers({**settings, "TWILIO_READ_TIMEOUT": 2})  # an int where a float is expected is fine

@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
         instance_path=str(Path(instance).resolve()) if instance else None,
     )
-    from .config import ConfigError, Defaults
+    from .config import ConfigError, Defaults, check_numbers
 
     app.config.from_object(Defaults)
     if test_config is None:
@@ -37,6 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # readiness.require() refuses to start without it (SQLite would create an empty file).
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'xmonbridge.sqlite'}"
+    check_numbers(app.config)
     if app.config["TWILIO_MODE"] not in ("simulate", "live"):
         raise ConfigError(f"TWILIO_MODE is {app.config['TWILIO_MODE']!r}; set it to 'simulate' or 'live'.")
 

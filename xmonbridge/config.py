@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class ConfigError(RuntimeError):
     """A configuration value xmonbridge cannot start with; str() is one line with the fix."""
@@ -45,3 +48,25 @@ class Defaults:
     MAX_CONTENT_LENGTH = 1024 * 1024
     # Rows per page in lists.
     PAGE_SIZE = 50
+
+
+# Numbers that must be at least 1 (a zero would lock every login or show empty pages).
+_POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH"}
+
+
+def check_numbers(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError for a numeric setting given as text, a flag or a negative number.
+
+    XMONBRIDGE_* variables are read as JSON, so `abc` or `true` arrive as a string or a bool
+    and would otherwise fail later, inside a request.
+    """
+    for key, default in vars(Defaults).items():
+        if key.startswith("_") or isinstance(default, bool) or not isinstance(default, int | float):
+            continue
+        value = config.get(key)
+        whole = isinstance(default, int)
+        kinds: tuple[type, ...] = (int,) if whole else (int, float)
+        least = 1 if key in _POSITIVE else 0
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
+            what = "a whole number" if whole else "a number"
+            raise ConfigError(f"XMONBRIDGE_{key} is {value!r}; set it to {what} of at least {least}.")
