@@ -18,7 +18,7 @@ from tests.conftest import AuthActions
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, BIN_URL
 
 MESSAGE = "制御文字は使用できません。"
-BAD = ["\x00", "\r\n", "\x1b", "\u202e", "\t", "\x7f", "\x85", "\u2066", "\u200f", "\u2028"]
+BAD = ["\x00", "\r\n", "\x1b", "\u202e", "\t", "\x7f", "\x85", "\u2066", "\u200f", "\u2028", "\u061c", "\u200b", "\ufeff"]
 ACCOUNT = {"name": "運用", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "twiml_bin_url": BIN_URL}
 
 

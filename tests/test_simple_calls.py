@@ -499,3 +499,21 @@ def test_a_failed_look_up_is_not_reported_as_not_found(live_logged_in: FlaskClie
     fake_twilio.fail_next(500, operation="ListCall")
     result = _test_result(_text(client.post(NEW, data={**_data(account, [user]), "test_to": str(user.id), "run_test": "y"})))
     assert "Twilio への問い合わせにも失敗しました。" in result and "まだ見つかりません" not in result
+
+
+def test_a_call_of_an_earlier_unknown_attempt_is_not_claimed(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    client = live_logged_in
+    account, user = make_twilio_account(), make_recipient()
+    client.get(NEW)
+    fake_twilio.dial_at_once = True
+    data = {**_data(account, [user]), "test_to": str(user.id), "run_test": "y"}
+    # 1: Twilio places the call but answers 500, and the look-up fails too: the SID stays unseen.
+    fake_twilio.fail_next(500, operation="CreateCall", after_create=True)
+    fake_twilio.fail_next(500, operation="ListCall")
+    assert "Twilio への問い合わせにも失敗しました。" in _test_result(_text(client.post(NEW, data=data)))
+    [earlier] = fake_twilio.calls_by_sid
+    # 2: Twilio makes nothing and answers 500; the look-up finds the first call.
+    fake_twilio.fail_next(500, operation="CreateCall")
+    result = _test_result(_text(client.post(NEW, data=data)))
+    assert "発信しました" not in result
+    assert f"SID: {earlier})が見つかりましたが、直前の結果不明のテストのものか判別できません" in result

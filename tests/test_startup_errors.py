@@ -213,6 +213,8 @@ def test_a_bad_number_refuses_even_login_settings() -> None:
     check_numbers(settings)
     with pytest.raises(ConfigError, match="XMONBRIDGE_LOGIN_MAX_FAILURES is 'abc'"):
         check_numbers({**settings, "LOGIN_MAX_FAILURES": "abc"})
-    with pytest.raises(ConfigError, match="at least 1"):
+    with pytest.raises(ConfigError, match="from 1 to"):
         check_numbers({**settings, "LOGIN_MAX_FAILURES": 0})
+    with pytest.raises(ConfigError, match="XMONBRIDGE_LOGIN_MAX_FAILURES is 99999999999999999999999"):
+        check_numbers({**settings, "LOGIN_MAX_FAILURES": 99999999999999999999999})
     check_numbers({**settings, "TWILIO_READ_TIMEOUT": 2})  # an int where a float is expected is fine

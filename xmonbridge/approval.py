@@ -142,7 +142,9 @@ def request_change(
         # keep one pending 作成 per name and one pending 削除 per object.
         if action == ACTION_DELETE:
             raise ApprovalError(f"この{kind.label}の削除は既に承認待ちです。") from exc
-        raise ApprovalError(f"この名称で作成を承認待ちの{kind.label}があります。") from exc
+        # The same words as the form's check (config_views.check_unique_name).
+        label = f" {kind.label}" if kind.label[:1].isascii() else kind.label
+        raise ApprovalError(f"この名称で作成を承認待ちの{label}があります。") from exc
     return change
 
 

@@ -51,6 +51,8 @@ class Defaults:
 
 
 # Numbers that must be at least 1 (a zero would lock every login or show empty pages).
+# The largest number accepted: a bigger one overflows SQLite's integers inside a request.
+_MOST = 2**31 - 1
 _POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH"}
 
 
@@ -67,6 +69,6 @@ def check_numbers(config: Mapping[str, Any]) -> None:
         whole = isinstance(default, int)
         kinds: tuple[type, ...] = (int,) if whole else (int, float)
         least = 1 if key in _POSITIVE else 0
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
+        if isinstance(value, bool) or not isinstance(value, kinds) or not least <= value <= _MOST:
             what = "a whole number" if whole else "a number"
-            raise ConfigError(f"XMONBRIDGE_{key} is {value!r}; set it to {what} of at least {least}.")
+            raise ConfigError(f"XMONBRIDGE_{key} is {value!r}; set it to {what} from {least} to {_MOST}.")

@@ -17,14 +17,16 @@ from . import phone
 CONTROL_CHARACTERS = "制御文字は使用できません。"
 # Characters that reorder how text is displayed (U+202E shows "exe.txt" for "txt.exe") or
 # that break a single line; they are never typed on purpose.
-BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Invisible characters that make two names look the same (a zero-width space, a stray BOM).
+INVISIBLE = frozenset("\u200b\ufeff")
 LINE_SEPARATORS = frozenset("\u2028\u2029")
 # What a multi-line field (TextAreaField) may contain of category Cc.
 MULTI_LINE_CONTROLS = frozenset("\t\n\r")
 
 
 def _refused_character(char: str, multi_line: bool) -> bool:
-    if char in BIDI_CONTROLS:
+    if char in BIDI_CONTROLS or char in INVISIBLE:
         return True
     if multi_line:
         return char not in MULTI_LINE_CONTROLS and unicodedata.category(char) == "Cc"

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from .. import approval, from_numbers, replacement_lists, telephony, twiml
@@ -70,8 +70,14 @@ def _load_numbers(form: SettingForm) -> str | None:
     return error
 
 
-# Clocks differ: look a little before the moment the test was sent.
-LOOKUP_SLACK = timedelta(minutes=2)
+# Clocks differ a little (Twilio's StartTime vs. ours): look this much before the send.
+LOOKUP_SLACK = timedelta(seconds=10)
+# How far back an earlier create without an answer makes what is found ambiguous.
+EARLIER_ATTEMPTS = timedelta(minutes=10)
+AMBIGUOUS = (
+    "Twilio に同じ宛先への発信・送信(SID: {sid})が見つかりましたが、直前の結果不明のテストのものか"
+    "判別できません。着信・受信を確認し、届いていない場合にだけ再度お試しください。"
+)
 LOOKUP_FAILED = "Twilio への問い合わせにも失敗しました。ログを確認し、届いていない場合にだけ再度お試しください。"
 CONFIRMED = "(Twilio の応答が途切れたため、Twilio に問い合わせて確認しました。)"
 NOT_FOUND_YET = (
@@ -80,21 +86,35 @@ NOT_FOUND_YET = (
 )
 
 
-def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime) -> str:
-    """After an unknown outcome, ask Twilio whether the test went out; its SID, or "" if not found.
+def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime, last_log_id: int) -> tuple[str, bool]:
+    """After an unknown outcome, ask Twilio whether the test went out.
 
-    Only a call or message this attempt made counts: one whose SID a logged request already
-    got back (an earlier test to the same person) is someone else's. Raises TwilioError when
-    the question itself fails.
+    Return (SID or "" when nothing was found, whether it may be an earlier attempt's). A SID
+    that any request logged before this attempt, or that a create got back, belongs to
+    someone else and never counts. If an earlier create to the same number also ended
+    without an answer, what is found may be that one: say so rather than claim it.
+    Raises TwilioError when the question itself fails.
     """
-    found = channel.find_sent(form.account, str(to.phone), form.from_number.data, since)  # type: ignore[arg-type]
+    to_number, from_number = str(to.phone), str(form.from_number.data)
+    found = channel.find_sent(form.account, to_number, from_number, since)  # type: ignore[arg-type]
     sids = [placed.sid for placed in found]
-    created = select(RequestLog.sid).where(
-        RequestLog.sid.in_(sids), RequestLog.success.is_(True), RequestLog.kind.in_(telephony.CREATE_KINDS)
+    seen = select(RequestLog.sid).where(
+        RequestLog.sid.in_(sids),
+        (RequestLog.id <= last_log_id) | (RequestLog.success.is_(True) & RequestLog.kind.in_(telephony.CREATE_KINDS)),
     )
-    known = set(db.session.scalars(created)) if sids else set()
+    known = set(db.session.scalars(seen)) if sids else set()
     fresh = [sid for sid in sids if sid not in known]
-    return fresh[0] if fresh else ""
+    if not fresh:
+        return "", False
+    earlier_unknown = select(RequestLog.id).where(
+        RequestLog.id <= last_log_id,
+        RequestLog.kind.in_(telephony.CREATE_KINDS),
+        RequestLog.success.is_(False),
+        RequestLog.destination == to_number,
+        RequestLog.from_number == from_number,
+        RequestLog.created_at >= since - EARLIER_ATTEMPTS,
+    )
+    return fresh[0], db.session.scalar(earlier_unknown.limit(1)) is not None
 
 
 def _run_test(channel: Channel, form: SettingForm) -> TestResult:
@@ -107,17 +127,20 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
         return refused
     setting_id = form.setting.id if form.setting is not None else None
     started, confirmed = utcnow() - LOOKUP_SLACK, ""
+    last_log_id = db.session.scalar(select(func.max(RequestLog.id))) or 0
     try:
         sid = channel.send_test(form, form.account, to, setting_id)
     except telephony.TwilioError as exc:
         if not exc.unknown:
             return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
         try:
-            found = _look_up(channel, form, to, started)
+            found, ambiguous = _look_up(channel, form, to, started, last_log_id)
         except telephony.TwilioError as lookup_error:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{LOOKUP_FAILED}{lookup_error}")
         if not found:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{NOT_FOUND_YET}")
+        if ambiguous:
+            return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{AMBIGUOUS.format(sid=found)}")
         sid, confirmed = found, CONFIRMED
     message = channel.test_done.format(sid=sid, to=recipient_label(to)) + confirmed
     if current_app.config["TWILIO_MODE"] == "simulate":
