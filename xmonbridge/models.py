@@ -188,6 +188,12 @@ class TwilioAccount(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+def _pending_unique(name: str, column: str, action: str) -> Index:
+    """A unique index over (kind, column) among pending changes of one action."""
+    where = text(f"status = '{STATUS_PENDING}' AND action = '{action}'")
+    return Index(name, "kind", column, unique=True, sqlite_where=where, postgresql_where=where)
+
+
 class PendingChange(db.Model):
     """A create, edit or delete of a Twilio 連携設定 object waiting for approval (R4)."""
 
@@ -213,22 +219,8 @@ class PendingChange(db.Model):
     # At most one pending 作成 per name and one pending 削除 per object, even when two
     # requests race past the forms' checks: the database refuses the second (approval.py).
     __table_args__ = (
-        Index(
-            "uq_pending_create_name",
-            "kind",
-            "target_name",
-            unique=True,
-            sqlite_where=text("status = 'pending' AND action = 'create'"),
-            postgresql_where=text("status = 'pending' AND action = 'create'"),
-        ),
-        Index(
-            "uq_pending_delete_target",
-            "kind",
-            "target_id",
-            unique=True,
-            sqlite_where=text("status = 'pending' AND action = 'delete'"),
-            postgresql_where=text("status = 'pending' AND action = 'delete'"),
-        ),
+        _pending_unique("uq_pending_create_name", "target_name", ACTION_CREATE),
+        _pending_unique("uq_pending_delete_target", "target_id", ACTION_DELETE),
     )
 
     @property
