@@ -5,15 +5,14 @@ approval), and 再生メッセージ置き換え設定. Both blueprints get the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import approval, from_numbers, replacement_lists, telephony, twiml
+from .. import approval, from_numbers, replacement_lists, sent_lookup, telephony, twiml
 from ..access import admin_required
 from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
@@ -21,7 +20,6 @@ from ..models import (
     ACTION_UPDATE,
     ACTIONS,
     REPLACEMENT_SIMPLE,
-    RequestLog,
     User,
     XmonSettings,
     utcnow,
@@ -70,51 +68,12 @@ def _load_numbers(form: SettingForm) -> str | None:
     return error
 
 
-# Clocks differ a little (Twilio's StartTime vs. ours): look this much before the send.
-LOOKUP_SLACK = timedelta(seconds=10)
-# How far back an earlier create without an answer makes what is found ambiguous.
-EARLIER_ATTEMPTS = timedelta(minutes=10)
-AMBIGUOUS = (
-    "Twilio に同じ宛先への発信・送信(SID: {sid})が見つかりましたが、直前の結果不明のテストのものか"
-    "判別できません。着信・受信を確認し、届いていない場合にだけ再度お試しください。"
-)
 LOOKUP_FAILED = "Twilio への問い合わせにも失敗しました。ログを確認し、届いていない場合にだけ再度お試しください。"
 CONFIRMED = "(Twilio の応答が途切れたため、Twilio に問い合わせて確認しました。)"
 NOT_FOUND_YET = (
     "Twilio に問い合わせましたが、まだ見つかりません(発信待ちのものは表示されないことがあります)。"
     "数分後にログを確認し、届いていない場合にだけ再度お試しください。"
 )
-
-
-def _look_up(channel: Channel, form: SettingForm, to: User, since: datetime, last_log_id: int) -> tuple[str, bool]:
-    """After an unknown outcome, ask Twilio whether the test went out.
-
-    Return (SID or "" when nothing was found, whether it may be an earlier attempt's). A SID
-    that any request logged before this attempt, or that a create got back, belongs to
-    someone else and never counts. If an earlier create to the same number also ended
-    without an answer, what is found may be that one: say so rather than claim it.
-    Raises TwilioError when the question itself fails.
-    """
-    to_number, from_number = str(to.phone), str(form.from_number.data)
-    found = channel.find_sent(form.account, to_number, from_number, since)  # type: ignore[arg-type]
-    sids = [placed.sid for placed in found]
-    seen = select(RequestLog.sid).where(
-        RequestLog.sid.in_(sids),
-        (RequestLog.id <= last_log_id) | (RequestLog.success.is_(True) & RequestLog.kind.in_(telephony.CREATE_KINDS)),
-    )
-    known = set(db.session.scalars(seen)) if sids else set()
-    fresh = [sid for sid in sids if sid not in known]
-    if not fresh:
-        return "", False
-    earlier_unknown = select(RequestLog.id).where(
-        RequestLog.id <= last_log_id,
-        RequestLog.kind.in_(telephony.CREATE_KINDS),
-        RequestLog.success.is_(False),
-        RequestLog.destination == to_number,
-        RequestLog.from_number == from_number,
-        RequestLog.created_at >= since - EARLIER_ATTEMPTS,
-    )
-    return fresh[0], db.session.scalar(earlier_unknown.limit(1)) is not None
 
 
 def _run_test(channel: Channel, form: SettingForm) -> TestResult:
@@ -126,21 +85,23 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
     if form.account is None or to is None:  # validated just above; a guard, not an assert (-O drops those)
         return refused
     setting_id = form.setting.id if form.setting is not None else None
-    started, confirmed = utcnow() - LOOKUP_SLACK, ""
-    last_log_id = db.session.scalar(select(func.max(RequestLog.id))) or 0
+    started, confirmed = utcnow() - sent_lookup.SLACK, ""
+    last_log_id = sent_lookup.last_log_id()
     try:
         sid = channel.send_test(form, form.account, to, setting_id)
     except telephony.TwilioError as exc:
         if not exc.unknown:
             return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
         try:
-            found, ambiguous = _look_up(channel, form, to, started, last_log_id)
+            found, ambiguous = sent_lookup.look_up(
+                channel.find_sent, form.account, str(to.phone), str(form.from_number.data), started, last_log_id
+            )
         except telephony.TwilioError as lookup_error:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{LOOKUP_FAILED}{lookup_error}")
         if not found:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{NOT_FOUND_YET}")
         if ambiguous:
-            return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{AMBIGUOUS.format(sid=found)}")
+            return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{sent_lookup.AMBIGUOUS.format(sid=found)}")
         sid, confirmed = found, CONFIRMED
     message = channel.test_done.format(sid=sid, to=recipient_label(to)) + confirmed
     if current_app.config["TWILIO_MODE"] == "simulate":
