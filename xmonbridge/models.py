@@ -184,6 +184,8 @@ class TwilioAccount(db.Model):
     # When from_numbers.refresh() last read the numbers; None: never, or the credentials changed.
     # An account may own no number, so an empty TwilioPhoneNumber cache does not mean "never read".
     numbers_fetched_at: Mapped[datetime | None] = mapped_column()
+    # Calls and messages per second the dispatcher sends through this account (Twilio's default: 1).
+    cps: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -247,6 +249,8 @@ LOG_TEST_CALL = "test_call"
 LOG_TEST_SMS = "test_sms"
 LOG_FIND_CALLS = "find_calls"
 LOG_FIND_MESSAGES = "find_messages"
+LOG_FETCH_MESSAGE = "fetch_message"
+LOG_STATUS_CALLBACK = "status_callback"
 LOG_KINDS = {
     LOG_CALL: "発信",
     LOG_SMS: "SMS",
@@ -256,10 +260,13 @@ LOG_KINDS = {
     LOG_TEST_SMS: "送信テスト",
     LOG_FIND_CALLS: "通話検索",
     LOG_FIND_MESSAGES: "SMS検索",
+    LOG_FETCH_MESSAGE: "SMS照会",
+    LOG_STATUS_CALLBACK: "状態通知(Webhook)",
 }
 # What a logged request was for (RequestLog.setting_type), as the log shows it.
 SETTING_SIMPLE_CALL = "simple_call"
 SETTING_SMS = "sms"
+SETTING_BUTTON_CALL = "button_call"
 SETTING_TYPES = {SETTING_SIMPLE_CALL: "通話設定(シンプル通話)", SETTING_SMS: "SMS 通知設定"}
 
 
@@ -279,7 +286,8 @@ class RequestLog(db.Model):
     setting_id: Mapped[int | None] = mapped_column()
     setting_name: Mapped[str] = mapped_column(String(128), default="")
     destination: Mapped[str] = mapped_column(String(32), default="")
-    from_number: Mapped[str] = mapped_column(String(32), default="")
+    # A number, an alphanumeric sender ID or a Messaging Service SID (MG…, 34 characters).
+    from_number: Mapped[str] = mapped_column(String(64), default="")
     http_status: Mapped[int | None] = mapped_column()
     sid: Mapped[str] = mapped_column(String(64), default="")
     error_code: Mapped[int | None] = mapped_column()
@@ -315,7 +323,7 @@ class SimulatedMessage(db.Model):
     channel: Mapped[str] = mapped_column(String(8))  # "call" or "sms"
     sid: Mapped[str] = mapped_column(String(34), unique=True)
     account_sid: Mapped[str] = mapped_column(String(34))
-    from_number: Mapped[str] = mapped_column(String(32))
+    from_number: Mapped[str] = mapped_column(String(64))
     to_number: Mapped[str] = mapped_column(String(32))
     url: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
@@ -349,7 +357,8 @@ class NotifySettingColumns:
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="RESTRICT"))
-    from_number: Mapped[str] = mapped_column(String(32))
+    # A number; for SMS also an alphanumeric sender ID or a Messaging Service SID (MG…).
+    from_number: Mapped[str] = mapped_column(String(64))
     message_template: Mapped[str] = mapped_column(String(32))
     custom_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -410,3 +419,236 @@ class SmsRecipient(RecipientColumns, db.Model):
 
     setting_id: Mapped[int] = mapped_column(ForeignKey("sms_settings.id", ondelete="CASCADE"), index=True)
     setting: Mapped[SmsSetting] = relationship(back_populates="recipients")
+
+
+class ApiToken(db.Model):
+    """A bearer token the monitor uses for the alert API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # SHA-256 hex of the token; used on every API request.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, so an admin can tell tokens apart without the secret.
+    hint: Mapped[str] = mapped_column(String(16), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_login: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by_login: Mapped[str] = mapped_column(String(64), default="")
+
+
+# Notification types of Nagios ($NOTIFICATIONTYPE$) and states ($SERVICESTATE$ / $HOSTSTATE$).
+NOTIFICATION_TYPES = (
+    "PROBLEM",
+    "RECOVERY",
+    "ACKNOWLEDGEMENT",
+    "FLAPPINGSTART",
+    "FLAPPINGSTOP",
+    "FLAPPINGDISABLED",
+    "DOWNTIMESTART",
+    "DOWNTIMEEND",
+    "DOWNTIMECANCELLED",
+    "CUSTOM",
+)
+SERVICE_STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+HOST_STATES = ("UP", "DOWN", "UNREACHABLE")
+
+
+class AlertRecord(db.Model):
+    """One notification the monitor handed over (R11), as received."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Used by インシデント (newest first, period filter).
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    setting_type: Mapped[str] = mapped_column(String(32))
+    setting_id: Mapped[int] = mapped_column()
+    # Copied so インシデント still reads after a rename or deletion.
+    setting_name: Mapped[str] = mapped_column(String(128), default="")
+    notification_type: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    host_address: Mapped[str] = mapped_column(String(255), default="")
+    # "" for a host alert.
+    service: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="")
+    output: Mapped[str] = mapped_column(Text, default="")
+    problem_id: Mapped[str] = mapped_column(String(32), default="")
+    last_problem_id: Mapped[str] = mapped_column(String(32), default="")
+    # The problem this alert belongs to: problem_id if non-zero, else last_problem_id.
+    correlation_id: Mapped[str] = mapped_column(String(32), default="")
+    event_time: Mapped[datetime | None] = mapped_column()
+    # A RECOVERY (or other follow-up) points at the PROBLEM it ends.
+    problem_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"))
+    token_name: Mapped[str] = mapped_column(String(128), default="")
+    # Repeats of the same notification that were answered with this alert's id.
+    repeats: Mapped[int] = mapped_column(default=0)
+
+    problem_alert: Mapped[AlertRecord | None] = relationship(remote_side=[id])
+    notifications: Mapped[list[Notification]] = relationship(
+        back_populates="alert", cascade="all, delete-orphan", order_by="Notification.id"
+    )
+
+    __table_args__ = (Index("ix_alerts_problem", "host", "service", "correlation_id"),)
+
+    @property
+    def is_host_alert(self) -> bool:
+        return not self.service
+
+
+class AlertDedupe(db.Model):
+    """The first alert of a notification repeated within the dedupe window (intake.py)."""
+
+    __tablename__ = "alert_dedupe"
+
+    # SHA-256 hex of (setting, type, host, service, problem id).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claim: Mapped[str] = mapped_column(String(32))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+# Channels of a notification.
+CHANNEL_CALL = "call"
+CHANNEL_SMS = "sms"
+
+# Notification states: active while any delivery is open.
+NOTIFICATION_ACTIVE = "active"
+NOTIFICATION_DONE = "done"
+NOTIFICATION_FAILED = "failed"  # every recipient failed
+
+# Delivery states (one per recipient of a notification).
+DELIVERY_QUEUED = "queued"  # waiting for next_at
+DELIVERY_SENDING = "sending"  # an attempt is in flight (or the process died during one)
+DELIVERY_SENT = "sent"  # Twilio accepted it; final_status follows
+DELIVERY_FAILED = "failed"  # stopped: a permanent error, or retries used up
+DELIVERY_OPEN = (DELIVERY_QUEUED, DELIVERY_SENDING)
+
+
+class Notification(db.Model):
+    """What one alert asks of one setting: a call or SMS to each of its recipients."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    setting_type: Mapped[str] = mapped_column(String(32))
+    setting_id: Mapped[int] = mapped_column()
+    setting_name: Mapped[str] = mapped_column(String(128), default="")
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="SET NULL"))
+    account_name: Mapped[str] = mapped_column(String(128), default="")
+    from_number: Mapped[str] = mapped_column(String(64), default="")
+    # The text spoken or sent (after replacements and Twilio's limits).
+    text: Mapped[str] = mapped_column(Text, default="")
+    # A simple call's TwiML Bin Url; "" for SMS.
+    url: Mapped[str] = mapped_column(Text, default="")
+    ring_seconds: Mapped[int | None] = mapped_column()
+    # Length of the text before it was cut to fit Twilio's limits.
+    shortened_from: Mapped[int | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=NOTIFICATION_ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    alert: Mapped[AlertRecord] = relationship(back_populates="notifications")
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="notification", cascade="all, delete-orphan", order_by="Delivery.position"
+    )
+
+
+class Delivery(db.Model):
+    """The call or SMS of a notification to one recipient: the dispatcher's unit of work."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_name: Mapped[str] = mapped_column(String(128), default="")
+    to_number: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default=DELIVERY_QUEUED)
+    # Not sent before this time (retries wait here).
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tries: Mapped[int] = mapped_column(default=0)
+    # The call or message Twilio made for it, and what became of it.
+    sid: Mapped[str] = mapped_column(String(64), default="")
+    final_status: Mapped[str] = mapped_column(String(32), default="")
+    # Why it stopped, when it failed.
+    error: Mapped[str] = mapped_column(Text, default="")
+    # When the outcome should be read from Twilio if no status callback has come (closed networks).
+    check_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    notification: Mapped[Notification] = relationship(back_populates="deliveries")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="delivery", cascade="all, delete-orphan", order_by="Attempt.id"
+    )
+
+    # Used by the dispatcher's queue scan.
+    __table_args__ = (
+        Index("ix_deliveries_queue", "status", "next_at"),
+        Index("ix_deliveries_check", "check_at"),
+    )
+
+
+# Attempt outcomes.
+OUTCOME_PENDING = ""  # in flight (or the process died during it)
+OUTCOME_PLACED = "placed"
+OUTCOME_ADOPTED = "adopted"  # the outcome was unknown and the look-up found it at Twilio
+OUTCOME_PERMANENT = "permanent"
+OUTCOME_TEMPORARY = "temporary"
+OUTCOME_UNKNOWN = "unknown"
+OUTCOMES = {
+    OUTCOME_PENDING: "送信中",
+    OUTCOME_PLACED: "発信済み",
+    OUTCOME_ADOPTED: "発信済み(照会で確認)",
+    OUTCOME_PERMANENT: "失敗(再試行なし)",
+    OUTCOME_TEMPORARY: "一時的な失敗(再試行)",
+    OUTCOME_UNKNOWN: "結果不明(照会後に再試行)",
+}
+
+
+class Attempt(db.Model):
+    """One try of a delivery: one create request to Twilio (or its look-up)."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(default=1)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16), default=OUTCOME_PENDING)
+    # Used to find the attempt of a status callback or a look-up.
+    sid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    error_code: Mapped[int | None] = mapped_column()
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    next_retry_at: Mapped[datetime | None] = mapped_column()
+    # The unguessable part of this attempt's StatusCallback URL.
+    callback_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # What Twilio said at the end: completed, busy, no-answer, failed, canceled; delivered, undelivered.
+    final_status: Mapped[str] = mapped_column(String(32), default="")
+    final_at: Mapped[datetime | None] = mapped_column()
+    answered_by: Mapped[str] = mapped_column(String(32), default="")
+    duration: Mapped[int | None] = mapped_column()
+    # Which dispatcher placed it (its lease holder name).
+    placed_by: Mapped[str] = mapped_column(String(128), default="")
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts")
+
+
+class DispatcherLease(db.Model):
+    """The row whose holder is the one dispatcher allowed to work (dispatch/lease.py)."""
+
+    __tablename__ = "dispatcher_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()

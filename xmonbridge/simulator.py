@@ -43,10 +43,10 @@ class Simulator:
             session.commit()
         return sid
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int) -> str:
+    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str:
         return self._record(sid=_sid("CA"), channel="call", from_number=from_, to_number=to, url=url, timeout=timeout)
 
-    def create_message(self, to: str, from_: str, body: str) -> str:
+    def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
         return self._record(sid=_sid("SM"), channel="sms", from_number=from_, to_number=to, body=body)
 
     def list_numbers(self) -> list[OwnedNumber]:
@@ -57,6 +57,9 @@ class Simulator:
         if row is None:
             raise explain(404, 20404)
         return CallState(sid=sid, status=row.status)
+
+    def fetch_message(self, sid: str) -> CallState:
+        return self.fetch_call(sid)
 
     def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]:
         return self._find("call", to, from_, after)

@@ -12,6 +12,7 @@ caller must therefore not hold an open write transaction on SQLite while calling
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .extensions import db
 from .models import (
     LOG_CALL,
     LOG_FETCH_CALL,
+    LOG_FETCH_MESSAGE,
     LOG_FIND_CALLS,
     LOG_FIND_MESSAGES,
     LOG_NUMBERS,
@@ -108,10 +110,11 @@ class Backend(Protocol):
 
     simulated: bool
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int) -> str: ...
-    def create_message(self, to: str, from_: str, body: str) -> str: ...
+    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str: ...
+    def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str: ...
     def list_numbers(self) -> list[OwnedNumber]: ...
     def fetch_call(self, sid: str) -> CallState: ...
+    def fetch_message(self, sid: str) -> CallState: ...
     def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]: ...
     def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]: ...
 
@@ -130,11 +133,20 @@ class LiveBackend:
         # Only the base URL: setting edge/region would rewrite the host.
         self.client.api.base_url = cfg["TWILIO_API_BASE"].rstrip("/")
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int) -> str:
-        return str(self.client.calls.create(to=to, from_=from_, url=url, timeout=timeout).sid)
+    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str:
+        extra: dict[str, Any] = {}
+        if status_callback:
+            # Only the final status: one callback per call, when it has ended.
+            extra = {"status_callback": status_callback, "status_callback_method": "POST"}
+        return str(self.client.calls.create(to=to, from_=from_, url=url, timeout=timeout, **extra).sid)
 
-    def create_message(self, to: str, from_: str, body: str) -> str:
-        return str(self.client.messages.create(to=to, from_=from_, body=body).sid)
+    def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
+        extra: dict[str, Any] = {"status_callback": status_callback} if status_callback else {}
+        if is_messaging_service(from_):
+            extra["messaging_service_sid"] = from_
+        else:
+            extra["from_"] = from_
+        return str(self.client.messages.create(to=to, body=body, **extra).sid)
 
     def list_numbers(self) -> list[OwnedNumber]:
         numbers = []
@@ -155,14 +167,30 @@ class LiveBackend:
         duration = int(call.duration) if call.duration not in (None, "") else None
         return CallState(sid=sid, status=str(call.status), duration=duration, answered_by=call.answered_by)
 
+    def fetch_message(self, sid: str) -> CallState:
+        message = self.client.messages(sid).fetch()
+        return CallState(sid=sid, status=str(message.status))
+
     def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]:
         # SDK quirk: CallInstance keeps "from" as `_from`.
         calls = self.client.calls.list(to=to, from_=from_, start_time_after=after, limit=FIND_LIMIT)
         return [Placed(c.sid, str(c.status), c.to, c._from, _naive_utc(c.start_time)) for c in calls]
 
     def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]:
-        messages = self.client.messages.list(to=to, from_=from_, date_sent_after=after, limit=FIND_LIMIT)
+        if is_messaging_service(from_):
+            # Twilio picks the sender of a Messaging Service: look by recipient only.
+            messages = self.client.messages.list(to=to, date_sent_after=after, limit=FIND_LIMIT)
+        else:
+            messages = self.client.messages.list(to=to, from_=from_, date_sent_after=after, limit=FIND_LIMIT)
         return [Placed(m.sid, str(m.status), m.to, m.from_, _naive_utc(m.date_sent)) for m in messages]
+
+
+MESSAGING_SERVICE = re.compile(r"MG[0-9a-f]{32}")
+
+
+def is_messaging_service(sender: str) -> bool:
+    """Tell whether an SMS sender is a Messaging Service SID (Twilio picks the number)."""
+    return bool(MESSAGING_SERVICE.fullmatch(sender))
 
 
 # The most calls or messages a look-up reads (one page): a few are expected at most.
@@ -280,6 +308,7 @@ def place_call(
     timeout: int,
     context: LogContext | None = None,
     shortened_from: int | None = None,
+    status_callback: str | None = None,
 ) -> str:
     """Create a call that fetches its TwiML from url; return the Call SID.
 
@@ -297,15 +326,26 @@ def place_call(
                 f"呼び出し URL が長すぎるため発信しませんでした({len(url):,} 文字、上限 {MAX_URL:,} 文字)。",
                 permanent=True,
             )
-        return backend.create_call(to, from_, url, timeout)
+        return backend.create_call(to, from_, url, timeout, status_callback)
 
     return _perform(
         account, context, summary, create, destination=to, from_number=from_, success_status=201, sid_of=str, create=True
     )
 
 
-def send_sms(account: TwilioAccount, *, to: str, from_: str, body: str, context: LogContext | None = None) -> str:
-    """Send one SMS, cut to Twilio's 1,600 characters (ending 以下省略); return the Message SID."""
+def send_sms(
+    account: TwilioAccount,
+    *,
+    to: str,
+    from_: str,
+    body: str,
+    context: LogContext | None = None,
+    status_callback: str | None = None,
+) -> str:
+    """Send one SMS, cut to Twilio's 1,600 characters (ending 以下省略); return the Message SID.
+
+    from_ is a number, an alphanumeric sender ID, or a Messaging Service SID (MG…).
+    """
     context = context or LogContext(LOG_SMS)
     fitted = fit_sms_body(body)
     summary: dict[str, Any] = {"Body": fitted.text}
@@ -315,7 +355,7 @@ def send_sms(account: TwilioAccount, *, to: str, from_: str, body: str, context:
         account,
         context,
         summary,
-        lambda backend: backend.create_message(to, from_, fitted.text),
+        lambda backend: backend.create_message(to, from_, fitted.text, status_callback),
         destination=to,
         from_number=from_,
         success_status=201,
@@ -336,6 +376,17 @@ def fetch_call(account: TwilioAccount, sid: str, context: LogContext | None = No
         context or LogContext(LOG_FETCH_CALL),
         {"CallSid": sid},
         lambda backend: backend.fetch_call(sid),
+        sid_of=lambda state: state.sid,
+    )
+
+
+def fetch_message(account: TwilioAccount, sid: str, context: LogContext | None = None) -> CallState:
+    """Ask Twilio for a message's status (delivered, undelivered, failed …)."""
+    return _perform(
+        account,
+        context or LogContext(LOG_FETCH_MESSAGE),
+        {"MessageSid": sid},
+        lambda backend: backend.fetch_message(sid),
         sid_of=lambda state: state.sid,
     )
 
@@ -404,6 +455,8 @@ __all__ = [
     "TwilioError",
     "explain",
     "fetch_call",
+    "fetch_message",
+    "is_messaging_service",
     "find_calls",
     "find_messages",
     "list_numbers",

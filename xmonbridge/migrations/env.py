@@ -100,6 +100,11 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == 'sqlite':
+            # A migration that rebuilds tables turns foreign keys off; this pooled connection
+            # goes back to the app, so turn them on again outside any transaction.
+            connection.commit()
+            connection.exec_driver_sql('PRAGMA foreign_keys=ON')
 
 
 if context.is_offline_mode():
