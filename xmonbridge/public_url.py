@@ -1,0 +1,22 @@
+"""URLs Twilio uses to reach xmonbridge, built from the X-MON URL (R1), never from the request.
+
+Behind a reverse proxy or 1:1 NAT the address a request arrives at differs from the one Twilio
+was given, and Twilio signs the one it was given: signatures are checked against these.
+"""
+
+from __future__ import annotations
+
+STATUS_CALLBACK_PATH = "/twilio/status/"
+
+
+def base(xmon_url: str | None) -> str | None:
+    """The public base URL without a trailing slash, or None when no X-MON URL is set."""
+    if not xmon_url:
+        return None
+    return xmon_url.rstrip("/")
+
+
+def status_callback_url(xmon_url: str | None, token: str) -> str | None:
+    """The StatusCallback URL of one attempt, or None with no X-MON URL (closed network)."""
+    root = base(xmon_url)
+    return f"{root}{STATUS_CALLBACK_PATH}{token}" if root else None
