@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from xmonbridge import create_app, readiness
+from xmonbridge.dispatch import runner as dispatch_runner
 from xmonbridge.config import ConfigError
 
 # gunicorn halts on this worker exit code ("App failed to load") instead of restarting the
@@ -17,3 +19,8 @@ try:
 except (readiness.NotReady, ConfigError) as exc:
     print(f"xmonbridge: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(APP_LOAD_ERROR) from None
+
+# The dispatcher thread of this worker (one of the workers leads). Imported in each worker
+# unless gunicorn runs with --preload; then the thread starts again in each forked worker.
+dispatch_runner.start(app)
+os.register_at_fork(after_in_child=lambda: dispatch_runner.start(app))

@@ -153,6 +153,8 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve xmonbridge with gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
 
+    from .dispatch import runner as dispatch_runner
+
     # A fresh app: FlaskGroup keeps an app context of the one it loaded pushed while the
     # command runs, and gunicorn's forked workers would share its flask.g between requests.
     app = _create_app()
@@ -166,6 +168,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
             self.cfg.set("timeout", worker_timeout(app))
             # gunicorn's control socket would be one path shared by every server of the user.
             self.cfg.set("control_socket_disable", True)
+            # Every worker runs a dispatcher thread; the lease lets one of them lead.
+            self.cfg.set("post_worker_init", lambda _worker: dispatch_runner.start(app))
+            self.cfg.set("worker_exit", lambda _server, _worker: dispatch_runner.stop())
 
         def load(self) -> Flask:
             return app

@@ -48,12 +48,32 @@ class Defaults:
     MAX_CONTENT_LENGTH = 1024 * 1024
     # Rows per page in lists.
     PAGE_SIZE = 50
+    # The dispatcher (xmonbridge/dispatch/): a thread in every `serve` worker and in wsgi.py;
+    # one of them leads. False starts none (e.g. a server that only takes alerts).
+    DISPATCHER_ENABLED = True
+    # Seconds between looks at the database when not woken by an alert of this process.
+    DISPATCH_POLL_SECONDS = 1.0
+    # Seconds a leader's lease lasts; renewed every third of it. Another process takes over
+    # at most this long after the leader dies.
+    DISPATCH_LEASE_SECONDS = 10
+    # Attempts per recipient before a temporary failure stops it.
+    DISPATCH_MAX_TRIES = 6
+    # Backoff after a temporary failure: doubles from this many seconds, capped, with jitter.
+    DISPATCH_BACKOFF_SECONDS = 5.0
+    DISPATCH_BACKOFF_MAX_SECONDS = 300.0
+    # Seconds to wait before looking up a call or message whose create had an unknown outcome
+    # (Twilio lists a call once it has started dialling).
+    DISPATCH_LOOKUP_DELAY_SECONDS = 15.0
+    # Seconds after ring time (calls) or sending (SMS) before the final status is read from
+    # Twilio: without an X-MON URL (no status callbacks), and as a safety net with one.
+    DISPATCH_CHECK_GRACE_SECONDS = 30.0
+    DISPATCH_CHECK_GRACE_CALLBACK_SECONDS = 600.0
 
 
 # Numbers that must be at least 1 (a zero would lock every login or show empty pages).
 # The largest number accepted: a bigger one overflows SQLite's integers inside a request.
 _MOST = 2**31 - 1
-_POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH"}
+_POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH", "DISPATCH_LEASE_SECONDS", "DISPATCH_MAX_TRIES"}
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

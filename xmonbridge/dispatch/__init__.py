@@ -16,8 +16,11 @@ def wake() -> None:
     _work_arrived.set()
 
 
-def wait_for_work(seconds: float) -> bool:
-    """Sleep until woken or seconds have passed; return whether woken."""
-    woken = _work_arrived.wait(seconds)
+def begin_pass() -> None:
+    """Forget earlier wake-ups: the pass about to start sees everything committed so far."""
     _work_arrived.clear()
-    return woken
+
+
+def wait_for_work(seconds: float) -> bool:
+    """Sleep until woken (since the last begin_pass()) or seconds have passed; return whether woken."""
+    return _work_arrived.wait(seconds)
