@@ -320,3 +320,28 @@ def test_the_form_speaks_the_manuals_words(client: FlaskClient, logged_in: AuthA
     assert "障害が発生した旨のメッセージの発信を行う場合に設定します。" in page
     # The TwiML help says why the bin must be the account's own.
     assert "この Twilio アカウント情報と同じ Twilio アカウントで作成してください。" in page
+
+
+def test_calls_per_second_defaults_to_one_and_is_shown(client: FlaskClient, logged_in: AuthActions) -> None:
+    form = client.get("/admin/twilio/accounts/new").get_data(as_text=True)
+    assert '<label class="form-label" for="cps">1 秒あたりの発信・送信数(CPS)</label>' in form
+    assert 'value="1"' in form
+    client.post("/admin/twilio/accounts/new", data={**VALID, "submit_approve": "作成と承認"})
+    [account] = _accounts()
+    assert account.cps == 1
+    response = client.post(
+        f"/admin/twilio/accounts/{account.id}/edit", data={**VALID, "auth_token": "", "cps": "5", "submit_approve": "編集と承認"}
+    )
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert _accounts()[0].cps == 5
+    assert "1 秒あたりの発信・送信数(CPS)</dt><dd class=\"col-sm-9\">5</dd>" in client.get(f"/admin/twilio/accounts/{account.id}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", ["0", "101", "-1", "abc", "1.5"])
+def test_calls_per_second_out_of_range_saves_nothing(client: FlaskClient, logged_in: AuthActions, value: str) -> None:
+    response = client.post("/admin/twilio/accounts/new", data={**VALID, "cps": value, "submit_approve": "作成と承認"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'id="cps-error"' in page
+    assert _accounts() == [] and _pending() == 0

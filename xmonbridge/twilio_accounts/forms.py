@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms import IntegerField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from .. import secretbox
 from ..config_views import check_unique_name
 from ..forms import BaseForm, HttpUrl, blank_to_none, strip
 from ..models import TwilioAccount
-from .kind import KIND
+from .kind import CPS_LABEL, KIND
 
 
 def _lower_hex(value: Any) -> Any:
@@ -29,6 +29,10 @@ def _lower_bin_sid(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_BIN_PREFIX):
         return _BIN_PREFIX + value[len(_BIN_PREFIX):].lower()
     return value
+
+
+# Twilio raises an account's CPS on request; beyond this a typo is more likely than a contract.
+MAX_CPS = 100
 
 
 class TwilioAccountForm(BaseForm):
@@ -72,6 +76,18 @@ class TwilioAccountForm(BaseForm):
             "空欄のまま登録し、後から設定を変更することができます。"
         ),
     )
+    cps = IntegerField(
+        CPS_LABEL,
+        default=1,
+        validators=[
+            Optional(),
+            NumberRange(min=1, max=MAX_CPS, message=f"1 から {MAX_CPS} までの整数で入力してください。"),
+        ],
+        description=(
+            "このアカウントで 1 秒間に発信・送信する上限です。空欄の場合は Twilio の既定と同じ 1 になります。"
+            "Twilio で上限を引き上げた場合にだけ変更してください(超えた分は Twilio で待たされます)。"
+        ),
+    )
     submit = SubmitField("作成")
     submit_approve = SubmitField("作成と承認")
 
@@ -101,6 +117,7 @@ class TwilioAccountForm(BaseForm):
             "name": self.name.data,
             "account_sid": self.account_sid.data,
             "twiml_bin_url": self.twiml_bin_url.data,
+            "cps": self.cps.data or 1,
         }
         if self.auth_token.data:
             values["auth_token_encrypted"] = secretbox.encrypt(self.auth_token.data.lower())

@@ -10,11 +10,13 @@ from ..config_views import name_taken_reason
 from ..models import ACTION_DELETE, TwilioAccount
 
 LABEL = "Twilio アカウント情報"
+CPS_LABEL = "1 秒あたりの発信・送信数(CPS)"
 FIELDS = (
     Field("name", "名称"),
     Field("account_sid", "ACCOUNT SID"),
     Field("auth_token_encrypted", "AUTH TOKEN", secret=True),
     Field("twiml_bin_url", "TwiML Bin URL"),
+    Field("cps", CPS_LABEL),
 )
 
 
