@@ -364,3 +364,20 @@ def test_attempt_rows_record_each_try(live_app: Flask, fake_twilio: Any, clock: 
     assert attempts[1].sid.startswith("SM") and attempts[0].callback_token != attempts[1].callback_token
     assert deliveries(notification)[0].tries == 2
     assert ACCOUNT_SID in fake_twilio.requests_for("CreateMessage")[0].path
+
+
+def test_a_notification_whose_recipients_all_failed_at_intake_is_closed_as_failed(
+    live_app: Flask, fake_twilio: Any, clock: FakeClock
+) -> None:
+    account = make_twilio_account()
+    setting = make_sms_setting(account, [make_recipient()])
+    notification = queue(setting, at=clock.now())
+    row = deliveries(notification)[0]
+    row.status, row.error = DELIVERY_FAILED, "連絡先電話番号が登録されていません。"
+    db.session.commit()
+
+    dispatcher(clock).run_once()
+
+    assert fake_twilio.requests_for("CreateMessage") == []
+    db.session.expire_all()
+    assert db.session.get(Notification, notification.id).status == NOTIFICATION_FAILED

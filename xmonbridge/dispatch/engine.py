@@ -159,6 +159,7 @@ class Dispatcher:
             self._recover_orphans(now)
             next_due = self._send_due()
             self._check_outcomes(self.clock.now())
+            self._close_finished(self.clock.now())
         finally:
             db.session.rollback()
         wait = (next_due - self.clock.now()).total_seconds() if next_due else self.timing.poll
@@ -413,6 +414,21 @@ class Dispatcher:
             return
         notification.status = NOTIFICATION_FAILED if states and all(s == DELIVERY_FAILED for s in states) else NOTIFICATION_DONE
         notification.finished_at = now
+
+    def _close_finished(self, now: datetime) -> None:
+        """Close notifications with nothing open (e.g. every recipient failed at intake)."""
+        open_delivery = (
+            select(Delivery.id)
+            .where(Delivery.notification_id == Notification.id, Delivery.status.in_(DELIVERY_OPEN))
+            .exists()
+        )
+        stale = db.session.scalars(
+            select(Notification).where(Notification.status == NOTIFICATION_ACTIVE, ~open_delivery).limit(BATCH)
+        ).all()
+        for notification in stale:
+            self._finish_notification(notification, now)
+        if stale:
+            db.session.commit()
 
     # --- unknown outcomes ---
 
