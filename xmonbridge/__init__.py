@@ -58,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     headers.init_app(app)
     cli.init_app(app)
 
+    from .api import bp as api_bp
     from .approvals import bp as approvals_bp
     from .auth import bp as auth_bp
     from .logs import bp as logs_bp
@@ -66,7 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .users import bp as users_bp
     from .xmon_settings import bp as xmon_settings_bp
 
-    blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
+    blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp, api_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 
