@@ -381,3 +381,28 @@ def test_a_notification_whose_recipients_all_failed_at_intake_is_closed_as_faile
     assert fake_twilio.requests_for("CreateMessage") == []
     db.session.expire_all()
     assert db.session.get(Notification, notification.id).status == NOTIFICATION_FAILED
+
+
+def test_a_process_killed_after_twilio_answered_adopts_the_logged_call(
+    live_app: Flask, fake_twilio: Any, clock: FakeClock
+) -> None:
+    fake_twilio.dial_at_once = True
+    account = make_twilio_account()
+    setting = make_simple_call_setting(account, [make_recipient()])
+    notification = queue(setting, at=clock.now())
+    worker = dispatcher(clock)
+    worker.run_once()
+    # Killed after the log row got the SID and before the attempt's outcome was committed.
+    row = deliveries(notification)[0]
+    made = row.sid
+    row.status, row.sid = DELIVERY_SENDING, ""
+    row.attempts[0].outcome, row.attempts[0].sid = OUTCOME_PENDING, ""
+    db.session.commit()
+
+    clock.advance(50)
+    worker.run_once()
+    worker.run_once()
+
+    assert len(fake_twilio.requests_for("CreateCall")) == 1
+    row = deliveries(notification)[0]
+    assert row.sid == made and row.attempts[0].outcome == OUTCOME_ADOPTED

@@ -463,13 +463,16 @@ class Dispatcher:
         sids = [placed.sid for placed in found]
         if not sids:
             return ""
+        # Every call or message the dispatcher made is an attempt's; a test call or SMS made
+        # from the settings screens is only in the log. A SID in the log as a dispatcher create
+        # but held by no attempt is exactly what a killed process leaves: it may be this one.
         taken = set(db.session.scalars(select(Attempt.sid).where(Attempt.sid.in_(sids))))
         taken |= set(
             db.session.scalars(
                 select(RequestLog.sid).where(
                     RequestLog.sid.in_(sids),
                     RequestLog.success.is_(True),
-                    RequestLog.kind.in_(telephony.CREATE_KINDS),
+                    RequestLog.kind.in_(telephony.CREATE_KINDS - {LOG_CALL, LOG_SMS}),
                 )
             )
         )
