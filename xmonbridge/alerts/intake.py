@@ -28,6 +28,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import joinedload, selectinload
 
 from .. import dispatch, messages, simple_call
 from ..extensions import db
@@ -245,7 +246,10 @@ def find_setting(fields: Fields) -> SimpleCallSetting | SmsSetting:
     wanted = f"ID {fields.setting_id}" if fields.setting_id is not None else f"「{fields.setting_name}」"
     if model is None:
         raise UnknownSetting(f"{fields.kind} の通知設定 {wanted} はありません。")
-    query = select(model)
+    # Account, recipients and their users come in the same round trips, before any write.
+    query = select(model).options(
+        joinedload(model.account), selectinload(model.recipients).joinedload(model.recipients.property.mapper.class_.user)
+    )
     if fields.setting_id is not None:
         query = query.where(model.id == fields.setting_id)
         if fields.setting_name:
@@ -291,27 +295,16 @@ def _first_of(key: str) -> int | None:
 
 
 def accept(values: Mapping[str, Any], token: ApiToken | None = None) -> Accepted:
-    """Store an alert (or recognise its repeat) and what it asks of its setting; commit; wake."""
+    """Store an alert (or recognise its repeat) and what it asks of its setting; commit; wake.
+
+    Everything is read first, so the write transaction (which on SQLite holds the database's
+    one write lock) is a handful of INSERTs long.
+    """
     fields = parse(values)
     setting = find_setting(fields)
     now = utcnow()
     window = timedelta(seconds=int(current_app.config["ALERT_DEDUPE_SECONDS"]))
     key = _dedupe_key(fields, setting.id)
-    if window.total_seconds() > 0 and not _claim(key, now, window):
-        db.session.rollback()
-        first = _first_of(key)
-        if first is not None:
-            db.session.execute(
-                update(AlertRecord)
-                .where(AlertRecord.id == first)
-                .values(repeats=AlertRecord.repeats + 1)
-                .execution_options(synchronize_session=False)
-            )
-            db.session.commit()
-            return Accepted(first, duplicate=True)
-        # The holder vanished (its transaction failed): store this one after all.
-        if not _claim(key, utcnow(), window):
-            raise IntakeError([{"field": "", "message": "同じ通知を処理中です。しばらくしてから再送してください。"}])
     alert = AlertRecord(
         received_at=now,
         setting_type=fields.kind,
@@ -331,9 +324,26 @@ def accept(values: Mapping[str, Any], token: ApiToken | None = None) -> Accepted
         token_id=token.id if token else None,
         token_name=token.name if token else "",
     )
+    notification = None if fields.notification_type == "ACKNOWLEDGEMENT" else _notification(fields, setting, now)
+    # Reads end here; the write transaction starts with the dedupe claim.
+    if window.total_seconds() > 0 and not _claim(key, now, window):
+        db.session.rollback()
+        first = _first_of(key)
+        if first is not None:
+            db.session.execute(
+                update(AlertRecord)
+                .where(AlertRecord.id == first)
+                .values(repeats=AlertRecord.repeats + 1)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+            return Accepted(first, duplicate=True)
+        # The holder vanished (its transaction failed): store this one after all.
+        if not _claim(key, utcnow(), window):
+            raise IntakeError([{"field": "", "message": "同じ通知を処理中です。しばらくしてから再送してください。"}])
+    if notification is not None:
+        alert.notifications.append(notification)
     db.session.add(alert)
-    if fields.notification_type != "ACKNOWLEDGEMENT":
-        alert.notifications.append(_notification(fields, setting, alert, now))
     db.session.flush()
     if window.total_seconds() > 0:
         db.session.execute(
@@ -367,7 +377,7 @@ def _problem_of(fields: Fields, setting_id: int) -> int | None:
     )
 
 
-def _notification(fields: Fields, setting: SimpleCallSetting | SmsSetting, alert: AlertRecord, now: datetime) -> Notification:
+def _notification(fields: Fields, setting: SimpleCallSetting | SmsSetting, now: datetime) -> Notification:
     """The call or SMS this alert asks of its setting, one delivery per recipient."""
     composed = messages.Alert(
         notification_type=fields.notification_type,
