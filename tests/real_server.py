@@ -109,15 +109,16 @@ class RealServer:
 
     def start(self, workers: int = 2) -> None:
         self.starts += 1
-        log = open(self.root / f"serve-{self.starts}.log", "wb")  # noqa: SIM115 - kept for the process
-        self.proc = subprocess.Popen(
-            [cli_path(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with open(self.root / f"serve-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [cli_path(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
