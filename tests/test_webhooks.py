@@ -374,3 +374,16 @@ def test_a_call_placed_by_the_dispatcher_reports_back(live_app: Flask, fake_twil
     clock.advance(3600)
     Dispatcher(holder="test", clock=clock, rng=random.Random(1)).run_once()
     assert fake_twilio.requests_for("FetchCall") == []
+
+
+def test_garbage_from_anyone_is_refused_and_logged_without_breaking(client: FlaskClient, attempt: Attempt) -> None:
+    """Values of an unbelieved request still reach the log: cut, without control characters or overflow."""
+    params = call_params("comp\x00leted" + "x" * 500, ErrorCode="9" * 40, CallDuration="-3", CallSid="CA\x00" + "z" * 300)
+    response = post(client, attempt.callback_token, params, signature="forged")
+    assert response.status_code == 403
+    assert_nothing_recorded(attempt)
+    [logged] = callback_logs()
+    assert logged.error_code is None and "\x00" not in logged.sid and len(logged.sid) == 64
+    summary = json.loads(logged.request_summary)
+    assert len(summary["CallStatus"]) == 64 and "\x00" not in summary["CallStatus"]
+    assert post(client, "\x00" * 10, params).status_code == 404

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +30,7 @@ from tests.factories import (
 )
 from tests.real_server import RealServer, wait_for
 from xmonbridge.extensions import db
-from xmonbridge.models import DELIVERY_FAILED, DELIVERY_SENT, OUTCOME_PERMANENT, Delivery
+from xmonbridge.models import DELIVERY_FAILED, DELIVERY_SENT, OUTCOME_PERMANENT, Delivery, SimpleCallSetting
 
 XMON_URL = "https://alerts.example.jp/xmon"
 ADMIN_PASSWORD = "incident-admin-pass-1"
@@ -70,12 +69,10 @@ def _post_callback(server: RealServer, callback_url: str, params: dict[str, str]
 
 
 def test_incidents_show_an_alert_with_its_attempts(
-    page: Page, incident_server: RealServer, fake_twilio: Any, shot: Any, tmp_path: Path
+    page: Page, incident_server: RealServer, fake_twilio: Any, shot: Any
 ) -> None:
     server = incident_server
     with server.app_context():
-        from xmonbridge.models import SimpleCallSetting
-
         setting = db.session.scalars(select(SimpleCallSetting)).one()
         # An older alert whose two recipients both failed (numbers refused by Twilio).
         make_alert(
@@ -104,18 +101,19 @@ def test_incidents_show_an_alert_with_its_attempts(
     # The server's dispatcher places both calls.
     wait_for(lambda: len(fake_twilio.requests_for("CreateCall")) == 2, 15, "two calls at the fake Twilio")
 
+    sids: dict[str, str] = {}
+
     def both_sent() -> bool:
         with server.app_context():
             rows = db.session.scalars(select(Delivery).where(Delivery.notification_id == notification_id)).all()
+            sids.update({row.to_number: row.sid for row in rows})
             return all(row.status == DELIVERY_SENT for row in rows)
 
     wait_for(both_sent, 15, "both deliveries sent")
     outcomes = {"+819001230001": ("completed", "31"), "+819001230002": ("no-answer", "0")}
-    sids = {}
     for created in fake_twilio.requests_for("CreateCall"):
         to = created.form["To"]
-        sid = next(s for s, call in fake_twilio.calls_by_sid.items() if call["to"] == to)
-        sids[to] = sid
+        sid = sids[to]
         status, duration = outcomes[to]
         params = {"AccountSid": ACCOUNT_SID, "CallSid": sid, "CallStatus": status, "CallDuration": duration}
         # Out of order and twice: ringing after the final status changes nothing.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,15 +68,22 @@ UNKNOWN_STATUS = "この種別にない状態のため、記録しません。"
 SID_MISMATCH = "通知された SID がこの試行の SID と一致しないため、記録しませんでした。"
 
 
+# Control characters (NUL included, which PostgreSQL text refuses) are dropped from logged values.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Integers outside this range are not Twilio's (error codes have 5 digits) and would overflow a column.
+MAX_INT = 2**31 - 1
+
+
 def _clip(value: str | None) -> str:
-    return (value or "")[:MAX_VALUE]
+    return _CONTROL.sub("", value or "")[:MAX_VALUE]
 
 
 def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
+    """A non-negative integer field, or None when absent or not a plausible number."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
         return None
+    number = int(value)
+    return number if number <= MAX_INT else None
 
 
 def receive_status(token: str, form: Mapping[str, str], signature: str | None, query_string: str) -> int:
