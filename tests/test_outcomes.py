@@ -176,3 +176,32 @@ def test_failing_statuses_and_labels() -> None:
     assert not {"completed", "delivered", "read"} & FAILING_STATUSES
     assert status_label("no-answer") == "応答なし(no-answer)"
     assert status_label("") == ""
+
+
+def test_without_callbacks_the_dispatcher_reads_the_final_status_from_twilio(live_app: Flask, fake_twilio: Any) -> None:
+    """Closed network (no X-MON URL): after ring time plus grace, the call is fetched and recorded."""
+    import random
+
+    from tests.dispatch_helpers import FakeClock, queue
+    from xmonbridge.dispatch.engine import Dispatcher
+
+    setting = make_simple_call_setting(make_twilio_account(cps=100), [make_recipient()], ring_seconds=30)
+    notification = queue(setting)
+    clock = FakeClock()
+    worker = Dispatcher(holder="test", clock=clock, rng=random.Random(3))
+    worker.run_once()
+    [sid] = list(fake_twilio.calls_by_sid)
+    fake_twilio.set_call_status(sid, "no-answer")
+
+    clock.advance(30 + live_app.config["DISPATCH_CHECK_GRACE_SECONDS"] + 1)
+    worker.run_once()
+
+    assert len(fake_twilio.requests_for("FetchCall")) == 1
+    db.session.expire_all()
+    delivery = db.session.get(Delivery, notification.deliveries[0].id)
+    assert delivery is not None
+    assert delivery.final_status == "no-answer" and delivery.attempts[0].final_status == "no-answer"
+    # Nothing more to ask.
+    clock.advance(3600)
+    worker.run_once()
+    assert len(fake_twilio.requests_for("FetchCall")) == 1
