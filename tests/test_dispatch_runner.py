@@ -44,3 +44,27 @@ def test_thread_sends_at_once_when_woken_and_releases_the_lease_on_stop(live_app
     db.session.expire_all()
     row = lease.current()
     assert row is not None and row.expires_at < utcnow()
+
+
+def test_a_wake_up_from_another_process_reaches_the_leader(live_app: Flask, fake_twilio: Any) -> None:
+    import subprocess
+    import sys
+
+    live_app.config["DISPATCH_POLL_SECONDS"] = 30.0
+    account = make_twilio_account(cps=100)
+    setting = make_sms_setting(account, [make_recipient()])
+    runner = Runner(live_app)
+    runner.start()
+    try:
+        assert _wait(lambda: runner._listening is not None)
+        time.sleep(0.2)
+        queue(setting)
+        # As another gunicorn worker does after committing an alert.
+        code = (
+            "from xmonbridge import dispatch; "
+            f"dispatch.set_wake_address({runner.address!r}); dispatch.wake()"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+        assert _wait(lambda: len(fake_twilio.requests_for("CreateMessage")) == 1, 5)
+    finally:
+        runner.stop(timeout=20)

@@ -17,7 +17,7 @@ import threading
 from flask import Flask
 
 from ..extensions import db
-from . import begin_pass, wait_for_work, wake
+from . import begin_pass, listen, set_wake_address, wait_for_work, wake, wake_address
 from .engine import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class Runner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dispatcher: Dispatcher | None = None
+        self.address = wake_address(str(app.config["SQLALCHEMY_DATABASE_URI"]))
+        # Set while this process leads and receives the other workers' wake-ups.
+        self._listening: threading.Event | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="xmonbridge-dispatcher", daemon=True)
@@ -47,6 +50,18 @@ class Runner:
             cfg = self.app.config
             limit = timeout if timeout is not None else cfg["TWILIO_CONNECT_TIMEOUT"] + cfg["TWILIO_READ_TIMEOUT"] + 5
             self._thread.join(limit)
+
+    def _listen_while_leading(self) -> None:
+        """Take the wake-up socket when leading; let it go when not (for the next leader)."""
+        assert self.dispatcher is not None
+        leads = self.dispatcher.leads()
+        if leads and self._listening is None:
+            stop = threading.Event()
+            if listen(self.address, stop) is not None:
+                self._listening = stop
+        elif not leads and self._listening is not None:
+            self._listening.set()
+            self._listening = None
 
     @property
     def alive(self) -> bool:
@@ -65,8 +80,11 @@ class Runner:
                     delay = poll
                 finally:
                     db.session.remove()
+                self._listen_while_leading()
                 if delay > 0 and not self._stop.is_set():
                     wait_for_work(max(min(delay, poll), 0.0))
+            if self._listening is not None:
+                self._listening.set()
             try:
                 self.dispatcher.release()
             except Exception:  # noqa: BLE001 - the lease then simply expires
@@ -89,6 +107,7 @@ def start(app: Flask) -> Runner | None:
         if _runner is not None and _runner_pid == os.getpid() and _runner.alive:
             return _runner
         _runner, _runner_pid = Runner(app), os.getpid()
+        set_wake_address(_runner.address)
         _runner.start()
         return _runner
 
