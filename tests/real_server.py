@@ -109,8 +109,8 @@ class RealServer:
 
     def start(self, workers: int = 2) -> None:
         self.starts += 1
+        # The child keeps its own copy of the descriptor; ours is closed at once.
         with open(self.root / f"serve-{self.starts}.log", "wb") as log:
-            # The child keeps its own copy of the file descriptor.
             self.proc = subprocess.Popen(
                 [cli_path(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
                 env=self.env,

@@ -61,13 +61,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .api import bp as api_bp
     from .approvals import bp as approvals_bp
     from .auth import bp as auth_bp
+    from .incidents import bp as incidents_bp
     from .logs import bp as logs_bp
     from .notify_settings import simple_bp, sms_bp
     from .twilio_accounts import bp as twilio_accounts_bp
     from .users import bp as users_bp
+    from .webhooks import bp as webhooks_bp
     from .xmon_settings import bp as xmon_settings_bp
 
-    blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp, api_bp)
+    blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
+    blueprints += (api_bp, incidents_bp, webhooks_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 
