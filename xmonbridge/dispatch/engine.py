@@ -69,6 +69,7 @@ from ..models import (
 from ..public_url import status_callback_url
 from ..twilio_errors import TwilioError
 from .lease import Lease, new_holder_name
+from .outcomes import FINAL_CALL, FINAL_MESSAGE, record_final
 from .pacing import Pacer, backoff
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,6 @@ log = logging.getLogger(__name__)
 BATCH = 200
 # Look this much before an attempt's start when searching Twilio (clocks differ a little).
 LOOKUP_SLACK = timedelta(seconds=10)
-# Statuses after which a call or message changes no more.
-FINAL_CALL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-FINAL_MESSAGE = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
 # Stop asking Twilio about a delivery this long after it was placed.
 CHECK_FOR = timedelta(hours=6)
 
@@ -328,6 +326,10 @@ class Dispatcher:
         delivery.status = DELIVERY_SENT
         delivery.sid = sid
         delivery.error = ""
+        # A status callback may have beaten this commit to the attempt.
+        db.session.refresh(attempt)
+        if attempt.final_status and not delivery.final_status:
+            delivery.final_status = attempt.final_status
         delivery.check_at = now + timedelta(seconds=wait)
         delivery.updated_at = now
         self._finish_notification(notification, now)
@@ -527,8 +529,6 @@ class Dispatcher:
         ).all()
         if not ids:
             return
-        from .outcomes import record_final
-
         for delivery_id in ids:
             if self.stopping() or not self._lead(self.clock.now()):
                 return
