@@ -28,7 +28,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from .. import dispatch, messages, simple_call
 from ..extensions import db
@@ -247,16 +247,15 @@ def find_setting(fields: Fields) -> SimpleCallSetting | SmsSetting:
     if model is None:
         raise UnknownSetting(f"{fields.kind} の通知設定 {wanted} はありません。")
     # Account, recipients and their users come in the same round trips, before any write.
-    query = select(model).options(
-        joinedload(model.account), selectinload(model.recipients).joinedload(model.recipients.property.mapper.class_.user)
-    )
+    recipient = model.recipients.property.mapper.class_
+    query = select(model).options(joinedload(model.account), joinedload(model.recipients).joinedload(recipient.user))
     if fields.setting_id is not None:
         query = query.where(model.id == fields.setting_id)
         if fields.setting_name:
             query = query.where(model.name == fields.setting_name)
     else:
         query = query.where(model.name == fields.setting_name)
-    setting = db.session.scalar(query)
+    setting = db.session.scalars(query).unique().first()
     if setting is None:
         raise UnknownSetting(f"{fields.kind} の通知設定 {wanted} はありません(承認済みの設定だけが使えます)。")
     return setting
