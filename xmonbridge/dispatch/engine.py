@@ -230,24 +230,30 @@ class Dispatcher:
             next_due = min(next_due or upcoming, upcoming)
         return next_due
 
-    def _claim(self, delivery_id: int, now: datetime, status: str = DELIVERY_QUEUED) -> bool:
-        """queued → sending, only while this process holds the lease. Commits."""
+    def _claim(self, delivery_id: int, now: datetime, *, commit: bool = True) -> bool:
+        """queued → sending, only while this process holds the lease (committed unless told not to)."""
         claimed = db.session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == status, self.lease.fence(now))
+            .where(Delivery.id == delivery_id, Delivery.status == DELIVERY_QUEUED, self.lease.fence(now))
             .values(status=DELIVERY_SENDING, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
-        db.session.commit()
-        return claimed == 1
+        if claimed != 1:
+            db.session.rollback()
+            return False
+        if commit:
+            db.session.commit()
+        return True
 
     def _work(self, delivery_id: int, account: TwilioAccount, now: datetime) -> None:
-        if not self._claim(delivery_id, now):
+        # The claim is committed together with the attempt row (_place), or before a look-up.
+        if not self._claim(delivery_id, now, commit=False):
             return
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery is not None
         last = delivery.attempts[-1] if delivery.attempts else None
         if last is not None and last.outcome == OUTCOME_UNKNOWN:
+            db.session.commit()  # never hold the write lock over a request to Twilio
             try:
                 found = self._look_up(account, delivery, last)
             except TwilioError as error:
