@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: config, extensions, blueprints and CLI."""
+    # Imported here, not at the top: `import xmonbridge` stays light, so `xmonbridge notify`
+    # (xmonbridge/entry.py) starts without loading Flask.
+    from pathlib import Path
+
+    from flask import Flask
+
     instance = os.environ.get("XMONBRIDGE_INSTANCE")
     app = Flask(
         __name__,
@@ -59,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
 
     from .api import bp as api_bp
+    from .api_tokens import bp as api_tokens_bp
     from .approvals import bp as approvals_bp
     from .auth import bp as auth_bp
     from .incidents import bp as incidents_bp
@@ -70,7 +77,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .xmon_settings import bp as xmon_settings_bp
 
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
-    blueprints += (api_bp, incidents_bp, webhooks_bp)
+    blueprints += (api_bp, incidents_bp, webhooks_bp, api_tokens_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 

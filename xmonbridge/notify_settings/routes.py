@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from .. import approval, from_numbers, replacement_lists, sent_lookup, telephony, twiml
 from ..access import admin_required
+from ..alerts import commands as alert_commands
 from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
 from ..models import (
@@ -141,6 +142,21 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
     )
 
 
+def _commands_context(channel: Channel, setting: Any) -> dict[str, Any]:
+    """The escalation command blocks of a setting (R11), grouped by variant, for its detail page."""
+    blocks = alert_commands.blocks(
+        channel.setting_type, setting.id, setting.name, XmonSettings.get().xmon_url, alert_commands.installed_notify_path()
+    )
+    groups = [(variant, [b for b in blocks if b.variant == variant]) for variant in alert_commands.VARIANT_LABELS]
+    return {
+        "command_groups": [(variant, group) for variant, group in groups if group],
+        "variant_labels": alert_commands.VARIANT_LABELS,
+        "resource_line": alert_commands.resource_line(),
+        "token_macro": alert_commands.TOKEN_MACRO,
+        "notify_path": alert_commands.installed_notify_path(),
+    }
+
+
 def register(bp: Blueprint, channel: Channel) -> None:
     """Give a blueprint 一覧, 新規作成, 詳細表示, 編集 and 削除 for one channel."""
 
@@ -180,6 +196,7 @@ def register(bp: Blueprint, channel: Channel) -> None:
             pending=[(c, approval.diff(c)) for c in pending],
             actions=ACTIONS,
             delete_form=DeleteForm(),
+            **_commands_context(channel, setting),
         )
 
     @bp.route("/<int:setting_id>/edit", methods=["GET", "POST"])
