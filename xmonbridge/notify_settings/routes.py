@@ -27,7 +27,7 @@ from ..models import (
 )
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel
-from .forms import ReplacementForm, SettingForm
+from .forms import NO_SMS_NUMBER, NOT_MOBILE, ReplacementForm, SettingForm
 from .kind import REPLACEMENTS_KIND, recipient_label
 
 
@@ -139,6 +139,8 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
         setting=setting,
         test_result=test_result,
         account_data=form.accounts_data(),
+        no_sms_number=NO_SMS_NUMBER,
+        not_mobile_text=NOT_MOBILE,
     )
 
 
