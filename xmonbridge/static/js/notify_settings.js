@@ -160,6 +160,8 @@ function initSettingForm(form) {
   const modal = document.getElementById("test-modal");
   modal.addEventListener("show.bs.modal", fillTestTo);
   showMessage();
+  // The server renders an empty From list as an empty box: say why (never read, or none).
+  if (fromNumber.options.length === 0) showAccount();
   // A refused test leaves its message inside the dialog: open it again.
   if (modal.querySelector(".invalid-feedback") && window.bootstrap) {
     window.bootstrap.Modal.getOrCreateInstance(modal).show();
