@@ -28,8 +28,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+
+# typing.TYPE_CHECKING would import typing, which this command does not need at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, NoReturn
 
 PROG = "xmonbridge notify"
 DEFAULT_CONFIG = "/etc/xmonbridge/notify.conf"
