@@ -175,6 +175,8 @@ def test_usage_errors_are_one_line() -> None:
     assert no_token.returncode == 2 and "no API token" in one_line(no_token.stderr)
     bad_option = run(["--colour", "red"], {"XMONBRIDGE_TOKEN": "x"})
     assert bad_option.returncode == 2 and "unrecognized arguments" in one_line(bad_option.stderr)
+    no_wait = run(["--url", "http://127.0.0.1:9", "--timeout", "0"], {"XMONBRIDGE_TOKEN": "x"})
+    assert no_wait.returncode == 2 and "--timeout" in one_line(no_wait.stderr)
     ftp = run(["--url", "ftp://example.com"], {"XMONBRIDGE_TOKEN": "x"})
     assert ftp.returncode == 2 and "http://" in one_line(ftp.stderr)
 

@@ -12,7 +12,7 @@ and is started by xmonbridge/entry.py before anything heavy is loaded.
   `token = …` lines), which is refused unless only its owner may read it. A token given with
   `--token` is visible to every local user in `ps`: prefer the environment (from a Nagios
   resource macro) or the config file.
-* Connection errors, timeouts and 5xx are tried again (3 tries within about 5 seconds; the
+* Connection errors, timeouts and 5xx are tried again (3 tries, 1 and 2 seconds apart; the
   server stores a repeated notification once); a 4xx is not. Exit 0 when the alert was
   accepted (202), otherwise non-zero with one line on stderr (Nagios logs only that).
 """
@@ -28,8 +28,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+
+# typing.TYPE_CHECKING would import typing, which this command does not need at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, NoReturn
 
 PROG = "xmonbridge notify"
 DEFAULT_CONFIG = "/etc/xmonbridge/notify.conf"
@@ -242,6 +246,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         options = _parser().parse_args(argv)
+        if not options.timeout > 0:
+            raise Failure(f"--timeout must be more than 0 seconds, not {options.timeout:g}", EXIT_USAGE)
         url, token = server_of(options, environ)
         result = post(url, token, fields_from(options, environ), options.timeout)
     except Failure as failure:
