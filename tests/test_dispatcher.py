@@ -406,3 +406,20 @@ def test_a_process_killed_after_twilio_answered_adopts_the_logged_call(
     assert len(fake_twilio.requests_for("CreateCall")) == 1
     row = deliveries(notification)[0]
     assert row.sid == made and row.attempts[0].outcome == OUTCOME_ADOPTED
+
+
+def test_expired_dedupe_keys_are_pruned(any_db_live_app: Flask, clock: FakeClock) -> None:
+    from datetime import timedelta
+
+    from xmonbridge.models import AlertDedupe
+
+    db.session.add_all(
+        [
+            AlertDedupe(key="old", claim="a", expires_at=clock.now() - timedelta(seconds=1)),
+            AlertDedupe(key="new", claim="b", expires_at=clock.now() + timedelta(minutes=5)),
+        ]
+    )
+    db.session.commit()
+    dispatcher(clock).run_once()
+    db.session.expire_all()
+    assert set(db.session.scalars(select(AlertDedupe.key))) == {"new"}

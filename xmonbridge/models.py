@@ -514,7 +514,8 @@ class AlertDedupe(db.Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     claim: Mapped[str] = mapped_column(String(32))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
-    expires_at: Mapped[datetime] = mapped_column()
+    # Used by the dispatcher's pruning of expired keys.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # Channels of a notification.

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from .. import telephony
 from ..extensions import db
@@ -58,6 +58,7 @@ from ..models import (
     OUTCOME_PLACED,
     OUTCOME_TEMPORARY,
     OUTCOME_UNKNOWN,
+    AlertDedupe,
     Attempt,
     Delivery,
     Notification,
@@ -78,6 +79,9 @@ log = logging.getLogger(__name__)
 BATCH = 200
 # Look this much before an attempt's start when searching Twilio (clocks differ a little).
 LOOKUP_SLACK = timedelta(seconds=10)
+# Expired alert dedupe keys are deleted this often, this many at a time.
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNE_BATCH = 1000
 # Stop asking Twilio about a delivery this long after it was placed.
 CHECK_FOR = timedelta(hours=6)
 
@@ -145,6 +149,7 @@ class Dispatcher:
         self.pacer = Pacer()
         self.stopping = stopping
         self._renewed_at: datetime | None = None
+        self._pruned_at: datetime | None = None
 
     # --- the pass ---
 
@@ -158,6 +163,7 @@ class Dispatcher:
             next_due = self._send_due()
             self._check_outcomes(self.clock.now())
             self._close_finished(self.clock.now())
+            self._prune_dedupe(self.clock.now())
         finally:
             db.session.rollback()
         wait = (next_due - self.clock.now()).total_seconds() if next_due else self.timing.poll
@@ -422,6 +428,17 @@ class Dispatcher:
             return
         notification.status = NOTIFICATION_FAILED if states and all(s == DELIVERY_FAILED for s in states) else NOTIFICATION_DONE
         notification.finished_at = now
+
+    def _prune_dedupe(self, now: datetime) -> None:
+        """Forget expired dedupe keys, a batch at a time (their alerts stay)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        expired = select(AlertDedupe.key).where(AlertDedupe.expires_at < now).limit(PRUNE_BATCH)
+        db.session.execute(
+            delete(AlertDedupe).where(AlertDedupe.key.in_(expired)).execution_options(synchronize_session=False)
+        )
+        db.session.commit()
 
     def _close_finished(self, now: datetime) -> None:
         """Close notifications with nothing open (e.g. every recipient failed at intake)."""
