@@ -183,3 +183,29 @@ def test_a_recipient_who_is_not_on_a_mobile_is_warned_about_but_saved(client: Fl
     assert f'data-mobile="0" value="{landline.id}"' in page or f'value="{landline.id}" data-mobile="0"' in page
     response = client.post(NEW, data={**data, "submit_approve": "y"})
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "kind,field,value",
+    [("alphanumeric", "alphanumeric_sender", "XMON"), ("service", "messaging_service_sid", SERVICE)],
+)
+def test_a_send_test_with_an_unknown_outcome_is_looked_up_by_its_sender(
+    live_logged_in: FlaskClient, fake_twilio: Any, kind: str, field: str, value: str
+) -> None:
+    # The hidden From list still posts a number: the look-up must use the chosen sender.
+    account = make_twilio_account()
+    user = make_recipient()
+    live_logged_in.get(NEW)
+    fake_twilio.dial_at_once = True
+    fake_twilio.stall_next(3, operation="CreateMessage", after_create=True)
+    live_logged_in.application.config["TWILIO_READ_TIMEOUT"] = 0.5
+    data = _data(account, [user], sender_kind=kind, **{field: value})
+    page = _text(live_logged_in.post(NEW, data={**data, "test_to": str(user.id), "run_test": "y"}))
+    [sent] = fake_twilio.messages_by_sid
+    assert f"Message SID: {sent}" in page and "Twilio に問い合わせて確認しました" in page
+    assert len(fake_twilio.requests_for("CreateMessage")) == 1
+    [lookup] = fake_twilio.requests_for("ListMessage")
+    if kind == "alphanumeric":
+        assert lookup.query["From"] == value
+    else:
+        assert "From" not in lookup.query

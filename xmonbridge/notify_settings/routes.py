@@ -95,7 +95,9 @@ def _run_test(channel: Channel, form: SettingForm) -> TestResult:
             return TestResult(False, f"{channel.test_label}に失敗しました。{exc}")
         try:
             found, ambiguous = sent_lookup.look_up(
-                channel.find_sent, form.account, str(to.phone), str(form.from_number.data), started, last_log_id
+                # The sender as sent (for SMS maybe an alphanumeric ID or a Messaging Service), not
+                # the From list, which is posted whatever the sender kind.
+                channel.find_sent, form.account, str(to.phone), str(form.values()["from_number"]), started, last_log_id
             )
         except telephony.TwilioError as lookup_error:
             return TestResult(False, f"{channel.test_label}の結果を確認できませんでした。{exc}{LOOKUP_FAILED}{lookup_error}")
