@@ -209,3 +209,45 @@ def test_a_send_test_with_an_unknown_outcome_is_looked_up_by_its_sender(
         assert lookup.query["From"] == value
     else:
         assert "From" not in lookup.query
+
+
+def _from_select(page: str) -> str:
+    return re.search(r'<select[^>]*id="from_number".*?</select>', page, re.S)[0]  # type: ignore[index]
+
+
+def _errors(page: str, field: str) -> str:
+    match = re.search(rf'<div class="invalid-feedback d-block" id="{field}-error">(.*?)</div>', page, re.S)
+    return match.group(1) if match else ""
+
+
+def test_a_voice_only_account_says_so_in_the_from_list_without_the_script(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    fake_twilio.phone_numbers["*"] = [FakeNumber("+815012340002", voice=True, sms=False)]
+    account = make_twilio_account()
+    user = make_recipient()
+    select_html = _from_select(_text(live_logged_in.get(NEW)))
+    assert re.findall(r"<option[^>]*>(.*?)</option>", select_html) == [
+        "(SMS を送信できる番号がありません。英数字の送信者 ID か Messaging Service SID を使ってください)"
+    ]
+    # Keeping 「Twilio 電話番号」 as the kind: refused beside the list, saying what to use instead.
+    page = _text(live_logged_in.post(NEW, data={**_data(account, [user], from_number=""), "submit_approve": "y"}))
+    assert _errors(page, "from_number") == NO_NUMBER + "送信元の種類で「英数字の送信者 ID」か「Messaging Service SID」を選んでください。"
+    assert "再取得」を押してください" not in page
+    assert _settings() == [] and _pending() == 0
+    # The same account with an alphanumeric sender is saved.
+    data = _data(account, [user], from_number="", sender_kind="alphanumeric", alphanumeric_sender="XMON")
+    response = live_logged_in.post(NEW, data={**data, "submit_approve": "y"})
+    assert response.status_code == 302 and _settings()[0].from_number == "XMON"
+    assert len(fake_twilio.requests_for("ListIncomingPhoneNumber")) == 1
+
+
+def test_an_account_whose_numbers_could_not_be_read_asks_for_a_refresh(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    user = make_recipient()
+    fake_twilio.fail_next(500)
+    page = _text(live_logged_in.get(NEW))
+    assert "Twilio 電話番号を取得できませんでした。" in _errors(page, "from_number")
+    assert "(未取得です。「再取得」を押してください)" in _from_select(page)
+    assert 'id="no-sms-numbers" role="status" hidden' in page  # never read: no claim that none can send SMS
+    page = _text(live_logged_in.post(NEW, data={**_data(account, [user], from_number=""), "submit": "y"}))
+    assert "Twilio 電話番号(From)を一覧から選択してください。" in _errors(page, "from_number")
+    assert _settings() == [] and _pending() == 0

@@ -47,6 +47,7 @@ NO_SMS_NUMBER = (
 )
 NO_SMS_NUMBER_OPTION = "(SMS を送信できる番号がありません。英数字の送信者 ID か Messaging Service SID を使ってください)"
 NOT_MOBILE = "携帯電話の番号ではありません。SMS が届かない可能性があります。"
+NOT_READ_OPTION = "(未取得です。「再取得」を押してください)"
 
 
 def _optional_int(value: Any) -> int | None:
@@ -385,6 +386,18 @@ class SmsSettingForm(SettingForm):
             return ""
         return NO_SMS_NUMBER
 
+    def bind_numbers(self) -> None:
+        """Offer the SMS-capable numbers; an empty list says why in its one blank option.
+
+        Without the page's script the list would otherwise be an empty box (and an account
+        that was read and owns only voice numbers is not "未取得"). The blank option is never
+        accepted as a number (validate).
+        """
+        super().bind_numbers()
+        if self.account is not None and not self.numbers:
+            label = NO_SMS_NUMBER_OPTION if from_numbers.was_read(self.account) else NOT_READ_OPTION
+            self.from_number.choices = [SelectChoice("", label)]
+
     def sender(self) -> str:
         """The sender as stored in from_number."""
         kind = self.sender_kind.data
@@ -400,6 +413,10 @@ class SmsSettingForm(SettingForm):
         self.from_number.validate_choice = kind == SENDER_NUMBER
         ok = super().validate(extra_validators)
         if kind == SENDER_NUMBER:
+            if not self.from_number.errors and not self.from_number.data:
+                # The blank option of an empty list: say why it is empty and what to use instead.
+                add_error(self.from_number, self.no_numbers_note() or str(self.from_number.invalid_choice_message))
+                ok = False
             return ok
         self.from_number.errors = []
         if kind == SENDER_ALPHANUMERIC:
