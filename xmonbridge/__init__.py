@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: config, extensions, blueprints and CLI."""
+    from flask import Flask
+
     instance = os.environ.get("XMONBRIDGE_INSTANCE")
     app = Flask(
         __name__,
@@ -69,6 +72,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
+    from .api_tokens import bp as api_tokens_bp
+
+    app.register_blueprint(api_tokens_bp)
 
     hops = int(app.config["PROXY_FIX_X_FOR"])
     if hops > 0:
