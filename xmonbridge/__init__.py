@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+# Importing the package stays light (`xmonbridge notify` must start fast): no Flask, no typing.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: config, extensions, blueprints and CLI."""
+    from pathlib import Path
+
     from flask import Flask
 
     instance = os.environ.get("XMONBRIDGE_INSTANCE")
