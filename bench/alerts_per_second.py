@@ -56,8 +56,9 @@ def floor_rate(payloads: list[dict]) -> float:
 
 
 def main() -> None:
+    extra = {"DISPATCHER_ENABLED": False} if "--no-dispatch" in sys.argv else {}
     with FakeTwilio() as fake:
-        server, token, ids = seeded_server(fake, recipients=1, cps=100)
+        server, token, ids = seeded_server(fake, recipients=1, cps=100, **extra)
         server.start(workers=2)
         try:
             url = f"{server.base}/api/v1/alerts"

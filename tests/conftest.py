@@ -16,6 +16,8 @@ from flask_migrate import upgrade
 from xmonbridge import create_app
 from xmonbridge.extensions import db
 
+from tests.pg import pg_cluster, pg_migrated_url, pg_url  # noqa: E402,F401 - fixtures
+
 ADMIN_PASSWORD = "admin-pass-123"
 
 
@@ -142,6 +144,23 @@ def live_app(make_app: Any, fake_twilio: Any) -> Iterator[Flask]:
         TWILIO_API_BASE=fake_twilio.base_url,
         TWILIO_CONNECT_TIMEOUT=2.0,
         TWILIO_READ_TIMEOUT=1.0,
+    )
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_live_app(request: pytest.FixtureRequest, make_app: Any, fake_twilio: Any) -> Iterator[Flask]:
+    """live_app on SQLite, then on a migrated PostgreSQL database (tests/pg.py)."""
+    database = {}
+    if request.param == "postgresql":
+        database["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("pg_migrated_url")
+    app = make_app(
+        TWILIO_MODE="live",
+        TWILIO_API_BASE=fake_twilio.base_url,
+        TWILIO_CONNECT_TIMEOUT=2.0,
+        TWILIO_READ_TIMEOUT=1.0,
+        **database,
     )
     with app.app_context():
         yield app

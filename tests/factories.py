@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime
 from typing import Any
 
 from xmonbridge import secretbox
 from xmonbridge.extensions import db
 from xmonbridge.models import (
+    CHANNEL_CALL,
+    CHANNEL_SMS,
+    SETTING_SIMPLE_CALL,
+    SETTING_SMS,
+    AlertRecord,
+    Attempt,
+    Delivery,
+    Notification,
     SimpleCallRecipient,
     SimpleCallSetting,
     SmsRecipient,
@@ -81,3 +91,69 @@ def make_simple_call_setting(account: TwilioAccount, users: list[User], **overri
 def make_sms_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> SmsSetting:
     """An approved SMS 通知設定."""
     return _make_setting(SmsSetting, SmsRecipient, account, users, **overrides)  # type: ignore[no-any-return]
+
+
+def make_alert(
+    setting: SimpleCallSetting | SmsSetting | None = None,
+    *,
+    deliveries: list[dict[str, Any]] | None = None,
+    received_at: datetime | None = None,
+    **overrides: Any,
+) -> AlertRecord:
+    """An alert as intake and the dispatcher leave it.
+
+    With a setting, the alert has one notification for it: `deliveries` gives each recipient's
+    Delivery fields (defaults: the setting's recipients, queued), and a delivery's "attempts"
+    key a list of Attempt fields (numbered in order, each with its own callback token).
+    Without a setting (an ACKNOWLEDGEMENT, say) the alert has no notification.
+    """
+    values: dict[str, Any] = {
+        "notification_type": "PROBLEM",
+        "host": "web-server01",
+        "service": "HTTP",
+        "state": "CRITICAL",
+        "output": "Connection refused",
+        "setting_type": SETTING_SIMPLE_CALL,
+        "setting_id": 1,
+        "setting_name": "担当者への連絡",
+    }
+    call = isinstance(setting, SimpleCallSetting)
+    if setting is not None:
+        values.update(
+            setting_type=SETTING_SIMPLE_CALL if call else SETTING_SMS, setting_id=setting.id, setting_name=setting.name
+        )
+    values.update(overrides)
+    if received_at is not None:
+        values["received_at"] = received_at
+    alert = AlertRecord(**values)
+    if setting is not None:
+        notification = Notification(
+            channel=CHANNEL_CALL if call else CHANNEL_SMS,
+            setting_type=alert.setting_type,
+            setting_id=setting.id,
+            setting_name=setting.name,
+            account_id=setting.account_id,
+            account_name=setting.account.name,
+            from_number=setting.from_number,
+            text=f"ホスト {alert.host} のサービス {alert.service} で障害が発生しました。",
+            url=(setting.account.twiml_bin_url or "") if call else "",
+            ring_seconds=setting.ring_seconds if call else None,
+        )
+        if deliveries is None:
+            deliveries = [
+                {"user_id": r.user_id, "user_name": r.user.display_name, "to_number": r.user.phone or ""}
+                for r in setting.recipients
+            ]
+        for position, spec in enumerate(deliveries):
+            fields = dict(spec)
+            attempts = fields.pop("attempts", [])
+            delivery = Delivery(position=position, **fields)
+            for number, attempt_fields in enumerate(attempts, start=1):
+                attempt_values = {"number": number, "callback_token": secrets.token_urlsafe(24)}
+                attempt_values.update(attempt_fields)
+                delivery.attempts.append(Attempt(**attempt_values))
+            notification.deliveries.append(delivery)
+        alert.notifications.append(notification)
+    db.session.add(alert)
+    db.session.commit()
+    return alert

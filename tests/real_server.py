@@ -43,7 +43,9 @@ def free_port() -> int:
 class RealServer:
     """One instance folder and the `serve` processes started on it, one at a time."""
 
-    def __init__(self, root: Path, *, mode: str = "live", api_base: str | None = None, **config: Any) -> None:
+    def __init__(
+        self, root: Path, *, mode: str = "live", api_base: str | None = None, database_url: str | None = None, **config: Any
+    ) -> None:
         self.root = root
         self.instance = root / "instance"
         self.port = free_port()
@@ -63,6 +65,8 @@ class RealServer:
         )
         if api_base:
             self.env["TWILIO_API_BASE"] = api_base
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
         for key, value in config.items():
             self.env[f"XMONBRIDGE_{key}"] = json.dumps(value) if not isinstance(value, str) else value
         self.proc: subprocess.Popen[bytes] | None = None
@@ -80,8 +84,10 @@ class RealServer:
     @contextmanager
     def app_context(self) -> Iterator[Flask]:
         """The instance's app in this process, for seeding and reading its database."""
-        saved = {k: os.environ.get(k) for k in ("XMONBRIDGE_INSTANCE", "TWILIO_MODE", "TWILIO_API_BASE")}
+        saved = {k: os.environ.get(k) for k in ("XMONBRIDGE_INSTANCE", "TWILIO_MODE", "TWILIO_API_BASE", "DATABASE_URL")}
         os.environ["XMONBRIDGE_INSTANCE"] = str(self.instance)
+        if "DATABASE_URL" in self.env:
+            os.environ["DATABASE_URL"] = self.env["DATABASE_URL"]
         try:
             app = create_app()
         finally:
@@ -109,15 +115,16 @@ class RealServer:
 
     def start(self, workers: int = 2) -> None:
         self.starts += 1
-        log = open(self.root / f"serve-{self.starts}.log", "wb")  # noqa: SIM115 - kept for the process
-        self.proc = subprocess.Popen(
-            [cli_path(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with open(self.root / f"serve-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [cli_path(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -37,7 +37,7 @@ PHONES = ["+819001230001", "+819001230002", "+819001230003"]
 
 
 @pytest.fixture
-def three(live_app: Flask) -> list[Any]:
+def three(any_db_live_app: Flask) -> list[Any]:
     return [make_recipient(login=f"u{i}", name=f"担当者{i}", phone=phone) for i, phone in enumerate(PHONES)]
 
 
@@ -56,7 +56,7 @@ def deliveries(notification: Notification) -> list[Delivery]:
 
 
 def test_simple_call_reaches_every_recipient_with_the_bin_url_and_status_callback(
-    live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock
 ) -> None:
     set_xmon_url("https://xmon.example.jp/bridge")
     account = make_twilio_account(cps=100)
@@ -85,7 +85,7 @@ def test_simple_call_reaches_every_recipient_with_the_bin_url_and_status_callbac
 
 
 def test_sms_to_every_recipient_without_callback_when_no_xmon_url(
-    live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock
 ) -> None:
     account = make_twilio_account(cps=100)
     setting = make_sms_setting(account, three)
@@ -99,7 +99,7 @@ def test_sms_to_every_recipient_without_callback_when_no_xmon_url(
     assert all("StatusCallback" not in r.form for r in messages)
 
 
-def test_calls_per_second_are_spaced_per_account(live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock) -> None:
+def test_calls_per_second_are_spaced_per_account(any_db_live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock) -> None:
     account = make_twilio_account(cps=1)
     setting = make_simple_call_setting(account, three)
     queue(setting, at=clock.now())
@@ -119,7 +119,7 @@ def test_calls_per_second_are_spaced_per_account(live_app: Flask, fake_twilio: A
     assert len(fake_twilio.requests_for("CreateCall")) == 3
 
 
-def test_429_backs_the_whole_account_off(live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock) -> None:
+def test_429_backs_the_whole_account_off(any_db_live_app: Flask, fake_twilio: Any, three: list[Any], clock: FakeClock) -> None:
     account = make_twilio_account(cps=100)
     setting = make_simple_call_setting(account, three)
     notification = queue(setting, at=clock.now())
@@ -167,7 +167,7 @@ def test_connection_refused_retries_with_backoff_then_gives_up(make_app: Any, cl
         assert db.session.get(Notification, notification.id).status == NOTIFICATION_FAILED
 
 
-def test_invalid_number_is_not_retried(live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+def test_invalid_number_is_not_retried(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
     account = make_twilio_account()
     setting = make_simple_call_setting(account, [make_recipient()])
     notification = queue(setting, at=clock.now())
@@ -186,7 +186,7 @@ def test_invalid_number_is_not_retried(live_app: Flask, fake_twilio: Any, clock:
 
 
 def test_500_after_the_call_was_made_adopts_it_without_a_second_call(
-    live_app: Flask, fake_twilio: Any, clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
 ) -> None:
     fake_twilio.dial_at_once = True
     account = make_twilio_account()
@@ -213,7 +213,7 @@ def test_500_after_the_call_was_made_adopts_it_without_a_second_call(
     assert [a.outcome for a in row.attempts] == [OUTCOME_ADOPTED]
 
 
-def test_500_where_no_call_was_made_places_exactly_one_more(live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+def test_500_where_no_call_was_made_places_exactly_one_more(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
     fake_twilio.dial_at_once = True
     account = make_twilio_account()
     setting = make_simple_call_setting(account, [make_recipient()])
@@ -234,7 +234,7 @@ def test_500_where_no_call_was_made_places_exactly_one_more(live_app: Flask, fak
     assert row.status == DELIVERY_SENT
 
 
-def test_an_earlier_call_to_the_same_person_is_not_adopted(live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+def test_an_earlier_call_to_the_same_person_is_not_adopted(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
     fake_twilio.dial_at_once = True
     account = make_twilio_account()
     setting = make_simple_call_setting(account, [make_recipient()])
@@ -256,7 +256,7 @@ def test_an_earlier_call_to_the_same_person_is_not_adopted(live_app: Flask, fake
 
 
 def test_a_process_killed_mid_request_is_looked_up_not_placed_blind(
-    live_app: Flask, fake_twilio: Any, clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
 ) -> None:
     fake_twilio.dial_at_once = True
     account = make_twilio_account()
@@ -287,7 +287,7 @@ def test_a_process_killed_mid_request_is_looked_up_not_placed_blind(
 
 
 def test_only_the_lease_holder_dispatches_and_another_takes_over(
-    live_app: Flask, fake_twilio: Any, clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
 ) -> None:
     account = make_twilio_account(cps=100)
     setting = make_sms_setting(account, [make_recipient()])
@@ -318,7 +318,7 @@ def test_only_the_lease_holder_dispatches_and_another_takes_over(
 
 
 def test_a_late_leader_whose_clock_says_it_still_leads_is_fenced_off(
-    live_app: Flask, fake_twilio: Any, clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
 ) -> None:
     account = make_twilio_account(cps=100)
     setting = make_sms_setting(account, [make_recipient()])
@@ -341,7 +341,7 @@ def test_a_late_leader_whose_clock_says_it_still_leads_is_fenced_off(
     assert len(fake_twilio.requests_for("CreateMessage")) == 1
 
 
-def test_released_lease_is_taken_at_once(live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+def test_released_lease_is_taken_at_once(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
     first, second = dispatcher(clock, "a"), dispatcher(clock, "b")
     first.run_once()
     first.release()
@@ -349,7 +349,7 @@ def test_released_lease_is_taken_at_once(live_app: Flask, fake_twilio: Any, cloc
     assert second.leads()
 
 
-def test_attempt_rows_record_each_try(live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+def test_attempt_rows_record_each_try(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
     account = make_twilio_account()
     setting = make_sms_setting(account, [make_recipient()])
     notification = queue(setting, at=clock.now())
@@ -367,7 +367,7 @@ def test_attempt_rows_record_each_try(live_app: Flask, fake_twilio: Any, clock: 
 
 
 def test_a_notification_whose_recipients_all_failed_at_intake_is_closed_as_failed(
-    live_app: Flask, fake_twilio: Any, clock: FakeClock
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
 ) -> None:
     account = make_twilio_account()
     setting = make_sms_setting(account, [make_recipient()])
@@ -381,3 +381,45 @@ def test_a_notification_whose_recipients_all_failed_at_intake_is_closed_as_faile
     assert fake_twilio.requests_for("CreateMessage") == []
     db.session.expire_all()
     assert db.session.get(Notification, notification.id).status == NOTIFICATION_FAILED
+
+
+def test_a_process_killed_after_twilio_answered_adopts_the_logged_call(
+    any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock
+) -> None:
+    fake_twilio.dial_at_once = True
+    account = make_twilio_account()
+    setting = make_simple_call_setting(account, [make_recipient()])
+    notification = queue(setting, at=clock.now())
+    worker = dispatcher(clock)
+    worker.run_once()
+    # Killed after the log row got the SID and before the attempt's outcome was committed.
+    row = deliveries(notification)[0]
+    made = row.sid
+    row.status, row.sid = DELIVERY_SENDING, ""
+    row.attempts[0].outcome, row.attempts[0].sid = OUTCOME_PENDING, ""
+    db.session.commit()
+
+    clock.advance(50)
+    worker.run_once()
+    worker.run_once()
+
+    assert len(fake_twilio.requests_for("CreateCall")) == 1
+    row = deliveries(notification)[0]
+    assert row.sid == made and row.attempts[0].outcome == OUTCOME_ADOPTED
+
+
+def test_expired_dedupe_keys_are_pruned(any_db_live_app: Flask, clock: FakeClock) -> None:
+    from datetime import timedelta
+
+    from xmonbridge.models import AlertDedupe
+
+    db.session.add_all(
+        [
+            AlertDedupe(key="old", claim="a", expires_at=clock.now() - timedelta(seconds=1)),
+            AlertDedupe(key="new", claim="b", expires_at=clock.now() + timedelta(minutes=5)),
+        ]
+    )
+    db.session.commit()
+    dispatcher(clock).run_once()
+    db.session.expire_all()
+    assert set(db.session.scalars(select(AlertDedupe.key))) == {"new"}

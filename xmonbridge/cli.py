@@ -179,9 +179,24 @@ def serve_command(host: str, port: int, workers: int) -> None:
     Server().run()
 
 
+@click.command(
+    "notify",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def notify_command(args: tuple[str, ...]) -> None:
+    """Send one Nagios notification to xmonbridge's alert API (see `xmonbridge notify --help`)."""
+    # The console script runs `notify` from xmonbridge/entry.py without loading the app; this
+    # entry only lists it in --help and serves `flask --app xmonbridge notify`.
+    from . import notify_command as light
+
+    raise SystemExit(light.main(list(args)))
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on the app (and so on `flask --app xmonbridge`)."""
-    for command in (init_command, create_user_command, unlock_command, serve_command):
+    for command in (init_command, create_user_command, unlock_command, serve_command, notify_command):
         app.cli.add_command(command)
 
 

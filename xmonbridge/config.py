@@ -48,6 +48,11 @@ class Defaults:
     MAX_CONTENT_LENGTH = 1024 * 1024
     # Rows per page in lists.
     PAGE_SIZE = 50
+    # The same notification (setting, type, host, service, problem id) repeated within this many
+    # seconds is stored once; 0 stores every repeat.
+    ALERT_DEDUPE_SECONDS = 300
+    # Largest alert API request body, in bytes.
+    API_MAX_CONTENT_LENGTH = 64 * 1024
     # The dispatcher (xmonbridge/dispatch/): a thread in every `serve` worker and in wsgi.py;
     # one of them leads. False starts none (e.g. a server that only takes alerts).
     DISPATCHER_ENABLED = True
@@ -73,7 +78,7 @@ class Defaults:
 # Numbers that must be at least 1 (a zero would lock every login or show empty pages).
 # The largest number accepted: a bigger one overflows SQLite's integers inside a request.
 _MOST = 2**31 - 1
-_POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH", "DISPATCH_LEASE_SECONDS", "DISPATCH_MAX_TRIES"}
+_POSITIVE = {"LOGIN_MAX_FAILURES", "PAGE_SIZE", "MAX_CONTENT_LENGTH", "API_MAX_CONTENT_LENGTH", "DISPATCH_LEASE_SECONDS", "DISPATCH_MAX_TRIES"}
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

@@ -1,4 +1,9 @@
-"""The `xmonbridge` console script: `notify` starts light, everything else loads the app's CLI."""
+"""The `xmonbridge` console script: `notify` starts light, everything else is the Flask CLI.
+
+A notification storm runs `xmonbridge notify` hundreds of times, so it must not pay for
+importing Flask, SQLAlchemy or the Twilio SDK: it is dispatched here, before xmonbridge.cli
+is imported. `import xmonbridge` itself imports nothing heavy (create_app imports Flask).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import sys
 
 
 def main() -> None:
+    """Run `xmonbridge notify …` light, or hand every other command to the Flask CLI."""
     if len(sys.argv) > 1 and sys.argv[1] == "notify":
-        from .notify_cli import main as notify
+        from .notify_command import main as notify
 
-        sys.exit(notify(sys.argv[2:]))
-    from .cli import main as cli
+        raise SystemExit(notify(sys.argv[2:]))
+    from .cli import main as flask_cli
 
-    cli()
+    flask_cli()

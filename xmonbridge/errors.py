@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, make_response, render_template
+from flask import Flask, current_app, g, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +30,8 @@ MESSAGES = {
     413: "送信されたデータが大きすぎます。",
     500: "サーバでエラーが発生したため、処理できませんでした。しばらくしてから再度お試しください。",
 }
+# Paths whose errors are JSON (the alert API).
+API_PREFIX = "/api/"
 # Kept as tests/test_auth.py knows it: an expired token and a forged form look the same.
 CSRF_EXPIRED = "フォームの有効期限が切れたか、不正な送信です。画面を開き直してやり直してください。"
 OTHER = "リクエストを処理できませんでした。"
@@ -40,9 +42,23 @@ def _page(code: int, message: str, **context: Any) -> Response:
     return make_response(render_template("error.html", code=code, title=title, message=message, **context), code)
 
 
+def _api_error(code: int, message: str) -> Response:
+    """An error of the alert API: JSON for the monitor's scripts, not a page."""
+    return make_response({"errors": [{"field": "", "message": message}]}, code)
+
+
+def _is_api() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
 def _http_error(error: HTTPException) -> Response:
-    """Any HTTP error (400, 403, 404, 405, 413, ...) as a page of the app."""
+    """Any HTTP error (400, 403, 404, 405, 413, ...) as a page of the app (JSON under /api/)."""
     code = error.code or 500
+    if _is_api():
+        response = _api_error(code, MESSAGES.get(code, OTHER))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
     message = CSRF_EXPIRED if isinstance(error, CSRFError) else MESSAGES.get(code, OTHER)
     response = _page(code, message)
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
@@ -79,6 +95,8 @@ def _server_error(_error: InternalServerError) -> Response:
     except SQLAlchemyError:
         current_app.logger.exception("rollback after an error failed")
     db.session.remove()
+    if _is_api():
+        return _api_error(500, MESSAGES[500])
     g.layout_user = _reload_user()
     return _page(500, MESSAGES[500])
 

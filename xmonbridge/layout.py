@@ -44,6 +44,15 @@ class SessionInterface(SecureCookieSessionInterface):
     there would be dropped and lock them out.
     """
 
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        # Flask asks get_cookie_secure() even when there is no cookie to write; the alert API
+        # and the webhooks never have a session, so skip the X-MON URL query there.
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
     def get_cookie_secure(self, app: Flask) -> bool:
         if app.config.get("SESSION_COOKIE_SECURE") or request.is_secure:
             return True

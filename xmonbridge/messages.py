@@ -24,6 +24,8 @@ NOTIFICATION_TYPES = {
     "FLAPPINGSTOP": "フラッピング終了",
     "DOWNTIMESTART": "ダウンタイム開始",
     "DOWNTIMEEND": "ダウンタイム終了",
+    "FLAPPINGDISABLED": "フラッピング検知無効",
+    "DOWNTIMECANCELLED": "ダウンタイム取り消し",
     "CUSTOM": "カスタム通知",
 }
 
@@ -98,6 +100,47 @@ def compose(templates: dict[str, Template], key: str, alert: Alert, custom_text:
     if key == CUSTOM:
         return custom_text
     return templates[key].render(alert)
+
+
+# Texts for the notification types the templates do not read naturally for: the templates say
+# 「…で障害が発生しました」, which fits PROBLEM (and X-MON's RECOVERY) only.
+CALL_OTHER: dict[str, Template] = {
+    "RECOVERY": Template("復旧", "X-MON からの復旧通知です。{subject} の状態が {state} に戻りました。"),
+    "FLAPPINGSTART": Template(
+        "フラッピング開始", "X-MON からの通知です。{subject} の状態が不安定になりました。現在の状態は {state} です。"
+    ),
+    "FLAPPINGSTOP": Template("フラッピング終了", "X-MON からの通知です。{subject} の状態の不安定さが収まりました。現在の状態は {state} です。"),
+    "FLAPPINGDISABLED": Template("フラッピング検知無効", "X-MON からの通知です。{subject} の状態の不安定さの検知が無効になりました。"),
+    "DOWNTIMESTART": Template("ダウンタイム開始", "X-MON からの通知です。{subject} の計画停止が始まりました。"),
+    "DOWNTIMEEND": Template("ダウンタイム終了", "X-MON からの通知です。{subject} の計画停止が終わりました。"),
+    "DOWNTIMECANCELLED": Template("ダウンタイム取り消し", "X-MON からの通知です。{subject} の計画停止が取り消されました。"),
+    "CUSTOM": Template("カスタム通知", "X-MON からの通知です。{subject} の状態は {state} です。{output}"),
+}
+SMS_OTHER: dict[str, Template] = {
+    "RECOVERY": Template("復旧", "[X-MON 復旧] {subject} {state}"),
+    "FLAPPINGSTART": Template("フラッピング開始", "[X-MON 状態不安定] {subject} {state}"),
+    "FLAPPINGSTOP": Template("フラッピング終了", "[X-MON 状態安定] {subject} {state}"),
+    "FLAPPINGDISABLED": Template("フラッピング検知無効", "[X-MON 不安定検知無効] {subject}"),
+    "DOWNTIMESTART": Template("ダウンタイム開始", "[X-MON 計画停止開始] {subject}"),
+    "DOWNTIMEEND": Template("ダウンタイム終了", "[X-MON 計画停止終了] {subject}"),
+    "DOWNTIMECANCELLED": Template("ダウンタイム取り消し", "[X-MON 計画停止取消] {subject}"),
+    "CUSTOM": Template("カスタム通知", "[X-MON 通知] {subject} {state} {output}"),
+}
+
+
+def compose_for(templates: dict[str, Template], key: str, alert: Alert, custom_text: str = "") -> str:
+    """The text of a notification of any type.
+
+    PROBLEM uses the setting's template (or its custom text) and so does RECOVERY with a
+    template, as X-MON does; every other type, and RECOVERY of a setting with a custom text
+    (written for faults), gets the text of its type, so nobody hears 「障害が発生しました」 when
+    a downtime starts.
+    """
+    kind = alert.notification_type.upper()
+    if kind == "PROBLEM" or (kind == "RECOVERY" and key != CUSTOM):
+        return compose(templates, key, alert, custom_text)
+    others = SMS_OTHER if templates is SMS_TEMPLATES else CALL_OTHER
+    return others.get(kind, others["CUSTOM"]).render(alert)
 
 
 def template_choices(templates: dict[str, Template]) -> list[tuple[str, str]]:

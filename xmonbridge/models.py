@@ -493,7 +493,12 @@ class AlertRecord(db.Model):
         back_populates="alert", cascade="all, delete-orphan", order_by="Notification.id"
     )
 
-    __table_args__ = (Index("ix_alerts_problem", "host", "service", "correlation_id"),)
+    # Used by intake's correlation, the detail page's follow-ups and インシデント's setting filter.
+    __table_args__ = (
+        Index("ix_alerts_problem", "host", "service", "correlation_id"),
+        Index("ix_alerts_problem_alert_id", "problem_alert_id"),
+        Index("ix_alerts_setting", "setting_type", "setting_id"),
+    )
 
     @property
     def is_host_alert(self) -> bool:
@@ -509,7 +514,8 @@ class AlertDedupe(db.Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     claim: Mapped[str] = mapped_column(String(32))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
-    expires_at: Mapped[datetime] = mapped_column()
+    # Used by the dispatcher's pruning of expired keys.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # Channels of a notification.

@@ -54,3 +54,22 @@ def mask(e164: str | None) -> str:
         digits = shown.lstrip("+")
         return "+" + "*" * max(len(digits) - 4, 0) + digits[-4:]
     return "-".join([groups[0], *("*" * len(g) for g in groups[1:-2]), "*" * len(groups[-2]), groups[-1]])
+
+
+def is_mobile(e164: str | None) -> bool:
+    """Tell whether SMS may reach a number: False only for a number of a known other type.
+
+    A landline, IP phone (050), toll-free or premium number is not a mobile; a number whose
+    type phonenumbers cannot tell (a new range, an unusual format) gets the benefit of the doubt.
+    """
+    if not e164:
+        return False
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return False
+    return phonenumbers.number_type(number) in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        phonenumbers.PhoneNumberType.UNKNOWN,
+    )

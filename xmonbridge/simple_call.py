@@ -22,7 +22,7 @@ def spoken_text(
 
     Without `replacements`, the approved simple-call 再生メッセージ置き換え設定 is used.
     """
-    text = messages.compose(messages.CALL_TEMPLATES, message_template, alert, custom_message)
+    text = messages.compose_for(messages.CALL_TEMPLATES, message_template, alert, custom_message)
     if replacements is None:
         replacements = replacement_lists.approved(REPLACEMENT_SIMPLE)
     return replacements.apply(text)

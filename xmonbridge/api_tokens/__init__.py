@@ -1,7 +1,5 @@
 """管理者メニュー > API トークン: bearer tokens the monitor uses for the alert API."""
 
-from __future__ import annotations
-
 from flask import Blueprint
 
 bp = Blueprint("api_tokens", __name__, url_prefix="/admin/api-tokens")

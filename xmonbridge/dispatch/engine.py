@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from .. import telephony
 from ..extensions import db
@@ -58,6 +58,7 @@ from ..models import (
     OUTCOME_PLACED,
     OUTCOME_TEMPORARY,
     OUTCOME_UNKNOWN,
+    AlertDedupe,
     Attempt,
     Delivery,
     Notification,
@@ -69,6 +70,7 @@ from ..models import (
 from ..public_url import status_callback_url
 from ..twilio_errors import TwilioError
 from .lease import Lease, new_holder_name
+from .outcomes import FINAL_CALL, FINAL_MESSAGE, record_final
 from .pacing import Pacer, backoff
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,9 @@ log = logging.getLogger(__name__)
 BATCH = 200
 # Look this much before an attempt's start when searching Twilio (clocks differ a little).
 LOOKUP_SLACK = timedelta(seconds=10)
-# Statuses after which a call or message changes no more.
-FINAL_CALL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-FINAL_MESSAGE = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+# Expired alert dedupe keys are deleted this often, this many at a time.
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNE_BATCH = 1000
 # Stop asking Twilio about a delivery this long after it was placed.
 CHECK_FOR = timedelta(hours=6)
 
@@ -147,6 +149,7 @@ class Dispatcher:
         self.pacer = Pacer()
         self.stopping = stopping
         self._renewed_at: datetime | None = None
+        self._pruned_at: datetime | None = None
 
     # --- the pass ---
 
@@ -160,6 +163,7 @@ class Dispatcher:
             next_due = self._send_due()
             self._check_outcomes(self.clock.now())
             self._close_finished(self.clock.now())
+            self._prune_dedupe(self.clock.now())
         finally:
             db.session.rollback()
         wait = (next_due - self.clock.now()).total_seconds() if next_due else self.timing.poll
@@ -232,24 +236,30 @@ class Dispatcher:
             next_due = min(next_due or upcoming, upcoming)
         return next_due
 
-    def _claim(self, delivery_id: int, now: datetime, status: str = DELIVERY_QUEUED) -> bool:
-        """queued → sending, only while this process holds the lease. Commits."""
+    def _claim(self, delivery_id: int, now: datetime, *, commit: bool = True) -> bool:
+        """queued → sending, only while this process holds the lease (committed unless told not to)."""
         claimed = db.session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == status, self.lease.fence(now))
+            .where(Delivery.id == delivery_id, Delivery.status == DELIVERY_QUEUED, self.lease.fence(now))
             .values(status=DELIVERY_SENDING, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
-        db.session.commit()
-        return claimed == 1
+        if claimed != 1:
+            db.session.rollback()
+            return False
+        if commit:
+            db.session.commit()
+        return True
 
     def _work(self, delivery_id: int, account: TwilioAccount, now: datetime) -> None:
-        if not self._claim(delivery_id, now):
+        # The claim is committed together with the attempt row (_place), or before a look-up.
+        if not self._claim(delivery_id, now, commit=False):
             return
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery is not None
         last = delivery.attempts[-1] if delivery.attempts else None
         if last is not None and last.outcome == OUTCOME_UNKNOWN:
+            db.session.commit()  # never hold the write lock over a request to Twilio
             try:
                 found = self._look_up(account, delivery, last)
             except TwilioError as error:
@@ -328,6 +338,10 @@ class Dispatcher:
         delivery.status = DELIVERY_SENT
         delivery.sid = sid
         delivery.error = ""
+        # A status callback may have beaten this commit to the attempt.
+        db.session.refresh(attempt)
+        if attempt.final_status and not delivery.final_status:
+            delivery.final_status = attempt.final_status
         delivery.check_at = now + timedelta(seconds=wait)
         delivery.updated_at = now
         self._finish_notification(notification, now)
@@ -415,6 +429,17 @@ class Dispatcher:
         notification.status = NOTIFICATION_FAILED if states and all(s == DELIVERY_FAILED for s in states) else NOTIFICATION_DONE
         notification.finished_at = now
 
+    def _prune_dedupe(self, now: datetime) -> None:
+        """Forget expired dedupe keys, a batch at a time (their alerts stay)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        expired = select(AlertDedupe.key).where(AlertDedupe.expires_at < now).limit(PRUNE_BATCH)
+        db.session.execute(
+            delete(AlertDedupe).where(AlertDedupe.key.in_(expired)).execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
     def _close_finished(self, now: datetime) -> None:
         """Close notifications with nothing open (e.g. every recipient failed at intake)."""
         open_delivery = (
@@ -463,13 +488,16 @@ class Dispatcher:
         sids = [placed.sid for placed in found]
         if not sids:
             return ""
+        # Every call or message the dispatcher made is an attempt's; a test call or SMS made
+        # from the settings screens is only in the log. A SID in the log as a dispatcher create
+        # but held by no attempt is exactly what a killed process leaves: it may be this one.
         taken = set(db.session.scalars(select(Attempt.sid).where(Attempt.sid.in_(sids))))
         taken |= set(
             db.session.scalars(
                 select(RequestLog.sid).where(
                     RequestLog.sid.in_(sids),
                     RequestLog.success.is_(True),
-                    RequestLog.kind.in_(telephony.CREATE_KINDS),
+                    RequestLog.kind.in_(telephony.CREATE_KINDS - {LOG_CALL, LOG_SMS}),
                 )
             )
         )
@@ -524,8 +552,6 @@ class Dispatcher:
         ).all()
         if not ids:
             return
-        from .outcomes import record_final
-
         for delivery_id in ids:
             if self.stopping() or not self._lead(self.clock.now()):
                 return

@@ -39,6 +39,18 @@ class ErrorHelp:
     retry: str
 
 
+# A status callback (Webhook) refused: nothing Twilio did failed, but its report was not believed.
+CALLBACK_REFUSED = ErrorHelp(
+    "状態通知(Webhook)の HTTP 403",
+    "Twilio からの状態通知だと確認できなかったため(署名なし、署名が一致しません、アカウントが一致しません)、"
+    "結果を記録しませんでした。X-MON 設定の X-MON URL が Twilio から見た公開側の URL"
+    "(リバースプロキシを通す場合はプロキシの URL)と同じか、Twilio アカウント情報の AUTH TOKEN が正しいかを確認してください。"
+    "記録されなかった通話・SMS の結果は、しばらく後に xmonbridge が Twilio に照会して記録します。",
+    True,
+    "設定を見直す",
+)
+
+
 def _row(label: str, error: TwilioError, text: str | None = None) -> ErrorHelp:
     return ErrorHelp(label, text if text is not None else str(error), error.permanent, error.retry_label)
 
@@ -56,4 +68,5 @@ def error_help() -> list[ErrorHelp]:
     rows.append(_row("タイムアウト・切断(発信・SMS 送信)", lost, UNKNOWN_TEXT))
     refused, _ = network_error(requests.ConnectTimeout(), create=True)
     rows.append(_row("接続エラー(HTTP ステータスなし)", refused))
+    rows.append(CALLBACK_REFUSED)
     return rows

@@ -12,9 +12,10 @@ from sqlalchemy import Select, false, select
 
 from ..access import admin_required
 from ..extensions import db
-from ..models import LOG_KINDS, SETTING_TYPES, RequestLog, SimulatedMessage
+from ..models import LOG_KINDS, LOG_STATUS_CALLBACK, SETTING_TYPES, RequestLog, SimulatedMessage
 from ..telephony import CREATE_KINDS, SHORTENED_FROM
 from ..twilio_errors import explain_logged
+from ..webhooks.callbacks import CallbackView, describe
 from . import bp
 from .forms import LogFilterForm
 from .guide import error_help
@@ -35,6 +36,19 @@ def _paginate(stmt: Select[Any]) -> Pagination:
     )
 
 
+def _summary(row: RequestLog) -> dict[str, Any]:
+    try:
+        asked = json.loads(row.request_summary or "{}")
+    except ValueError:
+        return {}
+    return asked if isinstance(asked, dict) else {}
+
+
+def callback_view(row: RequestLog) -> CallbackView | None:
+    """What a status callback row received and decided; None for requests xmonbridge made."""
+    return describe(_summary(row)) if row.kind == LOG_STATUS_CALLBACK else None
+
+
 def spoken_message(url: str) -> str:
     """The text a TwiML Bin call speaks: the decoded `message` parameter of its Url."""
     return parse_qs(urlsplit(url).query).get("message", [""])[0]
@@ -49,23 +63,33 @@ def index() -> str:
     stmt = stmt.where(*form.conditions()) if form.validate() else stmt.where(false())
     # Paging links carry the search as it was typed.
     search = {key: value for key, value in request.args.items() if key != "page" and value}
+    pagination = _paginate(stmt)
+    callbacks = {row.id: view for row in pagination.items if (view := callback_view(row)) is not None}
     return render_template(
-        "logs/index.html", form=form, pagination=_paginate(stmt), search=search, kinds=LOG_KINDS, error_help=error_help()
+        "logs/index.html",
+        form=form,
+        pagination=pagination,
+        search=search,
+        kinds=LOG_KINDS,
+        callbacks=callbacks,
+        error_help=error_help(),
     )
 
 
 @bp.route("/<int:log_id>")
 @admin_required
 def show(log_id: int) -> str:
-    """Show one request with what was asked of Twilio and, for an HTTP error, its explanation."""
+    """Show one request with what was asked of Twilio (or what a status callback brought) and why it failed."""
     row = db.get_or_404(RequestLog, log_id)
     try:
         asked = json.loads(row.request_summary or "{}")
     except ValueError:
         asked = {}
     summary = json.dumps(asked, ensure_ascii=False, indent=2, sort_keys=True) if asked else row.request_summary
+    callback = callback_view(row)
     explanation = None
-    if not row.success:
+    # A refused status callback says why in error_message; Twilio's request explanations do not apply.
+    if callback is None and not row.success:
         create = row.kind in CREATE_KINDS
         explanation = explain_logged(row.http_status, row.error_code, row.error_message or "", create=create)
     shortened_from = asked.get(SHORTENED_FROM) if isinstance(asked, dict) else None
@@ -78,6 +102,7 @@ def show(log_id: int) -> str:
         setting_types=SETTING_TYPES,
         explanation=explanation,
         shortened_from=shortened_from if isinstance(shortened_from, int) else None,
+        callback=callback,
     )
 
 

@@ -7,13 +7,14 @@ page's script), and 「発信テストの実行」/「送信テストの実行�
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from sqlalchemy import select
-from wtforms import FieldList, IntegerField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import FieldList, IntegerField, RadioField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from .. import from_numbers, phone, replacement_lists, simple_call
+from .. import from_numbers, phone, replacement_lists, simple_call, telephony
 from ..approval import ConfigKind
 from ..config_views import add_error, check_unique_name
 from ..extensions import db
@@ -40,6 +41,12 @@ from .kind import SIMPLE_CALL_KIND, SMS_KIND, recipient_label
 NO_RECIPIENT = "宛先の電話番号(To)を選択してください。"
 DUPLICATE_RECIPIENT = "この宛先は既に選択されています。"
 NO_TEST_RECIPIENT = "テスト時の宛先の電話番号を、宛先の電話番号(To)から選択してください。"
+NO_SMS_NUMBER = (
+    "この Twilio アカウントには SMS を送信できる電話番号がありません。"
+    "送信元の種類で「英数字の送信者 ID」か「Messaging Service SID」を選んでください。"
+)
+NO_SMS_NUMBER_OPTION = "(SMS を送信できる番号がありません。英数字の送信者 ID か Messaging Service SID を使ってください)"
+NOT_MOBILE = "携帯電話の番号ではありません。SMS が届かない可能性があります。"
 
 
 def _optional_int(value: Any) -> int | None:
@@ -297,14 +304,127 @@ class SimpleCallForm(SettingForm):
         return note
 
 
+SENDER_NUMBER = "number"
+SENDER_ALPHANUMERIC = "alphanumeric"
+SENDER_SERVICE = "service"
+# Twilio's alphanumeric sender IDs: up to 11 of A-Z, a-z, 0-9 and space, at least one letter.
+ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
+
+
+def _lower_service_sid(value: Any) -> Any:
+    if isinstance(value, str) and len(value) == 34 and value[:2].upper() == "MG":
+        return "MG" + value[2:].lower()
+    return value
+
+
 class SmsSettingForm(SettingForm):
-    """SMS 通知設定 (table 5)."""
+    """SMS 通知設定 (table 5), whose sender may also be an alphanumeric ID or a Messaging Service.
+
+    Japanese mobiles are usually texted from an alphanumeric sender ID or through a Messaging
+    Service, and an account for Japan may own no SMS-capable number at all.
+    """
 
     kind = SMS_KIND
     templates = SMS_TEMPLATES
     custom_max = SMS_CUSTOM_MAX
     voice_numbers = False
     run_test = SubmitField("送信テストの実行")
+    sender_kind = RadioField(
+        "送信元の種類",
+        choices=[
+            SelectChoice(SENDER_NUMBER, "Twilio 電話番号"),
+            SelectChoice(SENDER_ALPHANUMERIC, "英数字の送信者 ID"),
+            SelectChoice(SENDER_SERVICE, "Messaging Service SID"),
+        ],
+        default=SENDER_NUMBER,
+        invalid_choice_message="送信元の種類を選択してください。",
+    )
+    alphanumeric_sender = StringField(
+        "英数字の送信者 ID",
+        filters=[strip],
+        description=(
+            "受信した携帯電話に送信元として表示される名前です(例: XMON)。半角英数字と空白で 11 文字以内、"
+            "英字を 1 文字以上含めます。日本の携帯電話向けには Twilio での事前登録が必要な場合があります。"
+        ),
+    )
+    messaging_service_sid = StringField(
+        "Messaging Service SID",
+        filters=[strip, _lower_service_sid],
+        description="Twilio コンソールの Messaging Service の SID(MG で始まる 34 文字)です。送信に使う番号や送信者 ID は Twilio が選びます。",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_submitted() and self.setting is not None:
+            sender = self.setting.from_number or ""
+            if telephony.is_messaging_service(sender):
+                self.sender_kind.data, self.messaging_service_sid.data = SENDER_SERVICE, sender
+            elif sender and not sender.startswith("+"):
+                self.sender_kind.data, self.alphanumeric_sender.data = SENDER_ALPHANUMERIC, sender
+        self.recipient_options = [
+            SelectChoice(c.value, c.label, render_kw=self._mobile_attrs(c.value)) for c in self.recipient_options
+        ]
+
+    def _mobile_attrs(self, user_id: str) -> dict[str, Any]:
+        if not user_id:
+            return {}
+        user = db.session.get(User, int(user_id))
+        return {"data-mobile": "1" if user is not None and phone.is_mobile(user.phone) else "0"}
+
+    def not_mobile(self, user_id: int | None) -> bool:
+        """Whether a chosen recipient's number is not a mobile one (SMS may not arrive)."""
+        if user_id is None:
+            return False
+        user = db.session.get(User, user_id)
+        return user is not None and bool(user.phone) and not phone.is_mobile(user.phone)
+
+    def no_numbers_note(self) -> str:
+        """What to do when the account's numbers were read and none can send SMS."""
+        if self.account is None or self.numbers or not from_numbers.was_read(self.account):
+            return ""
+        return NO_SMS_NUMBER
+
+    def sender(self) -> str:
+        """The sender as stored in from_number."""
+        kind = self.sender_kind.data
+        if kind == SENDER_ALPHANUMERIC:
+            return str(self.alphanumeric_sender.data or "")
+        if kind == SENDER_SERVICE:
+            return str(self.messaging_service_sid.data or "")
+        return str(self.from_number.data or "")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Check only the sender of the chosen kind."""
+        kind = self.sender_kind.data
+        self.from_number.validate_choice = kind == SENDER_NUMBER
+        ok = super().validate(extra_validators)
+        if kind == SENDER_NUMBER:
+            return ok
+        self.from_number.errors = []
+        if kind == SENDER_ALPHANUMERIC:
+            value = self.alphanumeric_sender.data or ""
+            if not ALPHANUMERIC_SENDER.fullmatch(value):
+                add_error(
+                    self.alphanumeric_sender,
+                    "英数字の送信者 ID は半角英数字と空白で 11 文字以内、英字を 1 文字以上含めて入力してください。",
+                )
+                ok = False
+        elif kind == SENDER_SERVICE:
+            if not MESSAGING_SERVICE_SID.fullmatch(self.messaging_service_sid.data or ""):
+                add_error(self.messaging_service_sid, "Messaging Service SID は「MG」と32桁の16進数で入力してください。")
+                ok = False
+        return ok and not any(f.errors for f in self)
+
+    def values(self) -> dict[str, Any]:
+        return {**super().values(), "from_number": self.sender()}
+
+    def accounts_data(self) -> dict[str, Any]:
+        data = super().accounts_data()
+        for account in self.accounts:
+            if from_numbers.was_read(account) and not data[str(account.id)]["numbers"]:
+                data[str(account.id)]["empty"] = NO_SMS_NUMBER_OPTION
+        return data
 
     def template_option_attrs(self, key: str) -> dict[str, Any]:
         if key not in self.templates:

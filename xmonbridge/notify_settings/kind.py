@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import phone
+from .. import phone, telephony
 from ..approval import ConfigKind, Field, register
 from ..config_views import name_taken_reason
 from ..extensions import db
@@ -40,6 +40,16 @@ def _account_text(account_id: Any) -> str:
 
 def _phone_text(number: Any) -> str:
     return phone.display(number) or "(未設定)"
+
+
+def sender_text(sender: Any) -> str:
+    """An SMS sender as people read it: a number, an alphanumeric sender ID or a Messaging Service."""
+    value = str(sender or "")
+    if value.startswith("+") or not value:
+        return _phone_text(value)
+    if telephony.is_messaging_service(value):
+        return f"Messaging Service SID: {value}"
+    return f"英数字の送信者 ID: {value}"
 
 
 def _recipients_text(user_ids: Any) -> str:
@@ -88,12 +98,13 @@ def _make_kind(
     detail_endpoint: str,
     extra_fields: tuple[Field, ...] = (),
     needs_bin_url: bool = False,
+    from_field: Field = Field("from_number", "Twilio 電話番号(From)", show=_phone_text),
 ) -> ConfigKind:
     """A setting kind: plain columns plus the ordered recipient rows."""
     fields = (
         Field("name", "名称"),
         Field("account_id", "Twilio アカウント情報", show=_account_text),
-        Field("from_number", "Twilio 電話番号(From)", show=_phone_text),
+        from_field,
         Field("recipients", "宛先の電話番号(To)", show=_recipients_text),
         Field("message_template", "メッセージの内容", show=_template_text(templates)),
         Field("custom_message", "指定したメッセージ"),
@@ -140,7 +151,16 @@ SIMPLE_CALL_KIND = _make_kind(
     needs_bin_url=True,
 )
 
-SMS_KIND = _make_kind("sms_setting", "SMS 通知設定", SmsSetting, SmsRecipient, SMS_TEMPLATES, "sms_settings.show")
+SMS_KIND = _make_kind(
+    "sms_setting",
+    "SMS 通知設定",
+    SmsSetting,
+    SmsRecipient,
+    SMS_TEMPLATES,
+    "sms_settings.show",
+    # An SMS may come from a number, an alphanumeric sender ID or a Messaging Service.
+    from_field=Field("from_number", "送信元(From)", show=sender_text),
+)
 
 REPLACEMENTS_KIND = register(
     ConfigKind(

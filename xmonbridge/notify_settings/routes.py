@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from .. import approval, from_numbers, replacement_lists, sent_lookup, telephony, twiml
 from ..access import admin_required
+from ..alerts import commands as alert_commands
 from ..config_views import DeleteForm, add_error, delete_view, save_change
 from ..extensions import db
 from ..models import (
@@ -26,7 +27,7 @@ from ..models import (
 )
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel
-from .forms import ReplacementForm, SettingForm
+from .forms import NO_SMS_NUMBER, NOT_MOBILE, ReplacementForm, SettingForm
 from .kind import REPLACEMENTS_KIND, recipient_label
 
 
@@ -138,7 +139,24 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
         setting=setting,
         test_result=test_result,
         account_data=form.accounts_data(),
+        no_sms_number=NO_SMS_NUMBER,
+        not_mobile_text=NOT_MOBILE,
     )
+
+
+def _commands_context(channel: Channel, setting: Any) -> dict[str, Any]:
+    """The escalation command blocks of a setting (R11), grouped by variant, for its detail page."""
+    blocks = alert_commands.blocks(
+        channel.setting_type, setting.id, setting.name, XmonSettings.get().xmon_url, alert_commands.installed_notify_path()
+    )
+    groups = [(variant, [b for b in blocks if b.variant == variant]) for variant in alert_commands.VARIANT_LABELS]
+    return {
+        "command_groups": [(variant, group) for variant, group in groups if group],
+        "variant_labels": alert_commands.VARIANT_LABELS,
+        "resource_line": alert_commands.resource_line(),
+        "token_macro": alert_commands.TOKEN_MACRO,
+        "notify_path": alert_commands.installed_notify_path(),
+    }
 
 
 def register(bp: Blueprint, channel: Channel) -> None:
@@ -180,6 +198,7 @@ def register(bp: Blueprint, channel: Channel) -> None:
             pending=[(c, approval.diff(c)) for c in pending],
             actions=ACTIONS,
             delete_form=DeleteForm(),
+            **_commands_context(channel, setting),
         )
 
     @bp.route("/<int:setting_id>/edit", methods=["GET", "POST"])

@@ -85,6 +85,8 @@ def upgrade():
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.create_index('ix_alerts_problem', ['host', 'service', 'correlation_id'], unique=False)
+        batch_op.create_index('ix_alerts_problem_alert_id', ['problem_alert_id'], unique=False)
+        batch_op.create_index('ix_alerts_setting', ['setting_type', 'setting_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alerts_received_at'), ['received_at'], unique=False)
 
     op.create_table('alert_dedupe',
@@ -95,6 +97,9 @@ def upgrade():
     sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('key')
     )
+    with op.batch_alter_table('alert_dedupe', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alert_dedupe_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('notifications',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('alert_id', sa.Integer(), nullable=False),
@@ -199,10 +204,15 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_notifications_alert_id'))
 
     op.drop_table('notifications')
+    with op.batch_alter_table('alert_dedupe', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alert_dedupe_expires_at'))
+
     op.drop_table('alert_dedupe')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alerts_received_at'))
         batch_op.drop_index('ix_alerts_problem')
+        batch_op.drop_index('ix_alerts_problem_alert_id')
+        batch_op.drop_index('ix_alerts_setting')
 
     op.drop_table('alerts')
     op.drop_table('api_tokens')

@@ -50,8 +50,11 @@ function initSettingForm(form) {
     const chosen = fromNumber.value;
     fromNumber.replaceChildren();
     if (data.numbers.length === 0) {
-      fromNumber.add(new Option("(未取得です。「再取得」を押してください)", ""));
+      // Read but empty is not the same as never read.
+      fromNumber.add(new Option(data.empty || "(未取得です。「再取得」を押してください)", ""));
     }
+    const noSmsNumbers = form.querySelector("#no-sms-numbers");
+    if (noSmsNumbers) noSmsNumbers.hidden = !data.empty;
     for (const [value, label] of data.numbers) {
       fromNumber.add(new Option(label, value, false, value === chosen));
     }
@@ -86,6 +89,8 @@ function initSettingForm(form) {
     select.classList.remove("is-invalid");
     select.removeAttribute("aria-invalid");
     select.value = "";
+    const warning = row.querySelector("[data-mobile-warning]");
+    if (warning) warning.hidden = true;
     rows.append(row);
     renumberRows();
     select.focus();
@@ -126,12 +131,37 @@ function initSettingForm(form) {
       removeRow(remove.closest(".recipient-row"));
     }
   });
+  // SMS: show only the field of the chosen sender kind.
+  const senderKinds = form.querySelectorAll("[data-sender-kind]");
+  function showSender() {
+    const checked = form.querySelector("[data-sender-kind]:checked");
+    if (!checked) return;
+    form.querySelectorAll("[data-sender-group]").forEach((group) => {
+      group.hidden = group.dataset.senderGroup !== checked.value;
+    });
+  }
+  senderKinds.forEach((radio) => radio.addEventListener("change", showSender));
+  showSender();
+
+  // SMS: warn beside a recipient whose number is not a mobile one.
+  function showMobileWarning(select) {
+    const warning = select.closest(".recipient-row").querySelector("[data-mobile-warning]");
+    if (!warning) return;
+    const option = select.selectedOptions[0];
+    warning.hidden = !(option && option.dataset.mobile === "0");
+  }
+  rows.addEventListener("change", (event) => {
+    if (event.target.matches("select")) showMobileWarning(event.target);
+  });
+
   account.addEventListener("change", showAccount);
   template.addEventListener("change", showMessage);
   custom.addEventListener("input", showMessage);
   const modal = document.getElementById("test-modal");
   modal.addEventListener("show.bs.modal", fillTestTo);
   showMessage();
+  // The server renders an empty From list as an empty box: say why (never read, or none).
+  if (fromNumber.options.length === 0) showAccount();
   // A refused test leaves its message inside the dialog: open it again.
   if (modal.querySelector(".invalid-feedback") && window.bootstrap) {
     window.bootstrap.Modal.getOrCreateInstance(modal).show();

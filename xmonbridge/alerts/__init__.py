@@ -1,0 +1,1 @@
+"""Alerts from the monitor: intake (validation, dedupe, correlation, what each asks for)."""
