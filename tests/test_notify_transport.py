@@ -53,7 +53,13 @@ class RawServer:
                 conn.sendall(self.answers.pop(0) if self.answers else accepted(1))
 
     def close(self) -> None:
+        # shutdown() wakes the accept() of the serving thread; close() alone would leave it listening.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(timeout=5)
 
 
 def accepted(alert_id: int) -> bytes:
@@ -150,3 +156,24 @@ def test_an_http_notify_loads_no_http_library(raw: Any) -> None:
     env["XMONBRIDGE_TOKEN"] = "t"
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30)
     assert json.loads(result.stdout.splitlines()[-1]) == {"code": 0, "loaded": []}, result.stderr
+
+
+def test_through_urllib_the_same_retries_and_lines(
+    quick_retries: None, raw: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unavailable = b'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 24\r\n\r\n{"errors": ["restart"]}\n'
+    refused = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 19\r\n\r\n" + b'{"errors": ["bad"]}'
+    proxy = raw([unavailable, accepted(8), refused])
+    monkeypatch.setenv("http_proxy", proxy.base)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    target = ["--url", "http://xmonbridge.invalid", *ARGS]
+    assert notify_command.main(target, {"XMONBRIDGE_TOKEN": "t"}) == 0
+    assert notify_command.main(target, {"XMONBRIDGE_TOKEN": "t"}) == 1
+    assert len(proxy.requests) == 3
+    assert capsys.readouterr().err == "xmonbridge notify: refused (401): bad\n"
+    proxy.close()
+    assert notify_command.main(target, {"XMONBRIDGE_TOKEN": "t"}) == 1
+    line = capsys.readouterr().err
+    assert line.startswith("xmonbridge notify: cannot reach http://xmonbridge.invalid/api/v1/alerts: ")
+    assert line.endswith("(gave up after 3 tries)\n") and line.count("\n") == 1
