@@ -423,3 +423,21 @@ def test_expired_dedupe_keys_are_pruned(any_db_live_app: Flask, clock: FakeClock
     dispatcher(clock).run_once()
     db.session.expire_all()
     assert set(db.session.scalars(select(AlertDedupe.key))) == {"new"}
+
+
+def test_a_call_twilio_still_queues_is_found_and_adopted(any_db_live_app: Flask, fake_twilio: Any, clock: FakeClock) -> None:
+    # Over the account's CPS Twilio queues calls: no StartTime yet, and still not to be doubled.
+    fake_twilio.dial_at_once = False
+    account = make_twilio_account()
+    setting = make_simple_call_setting(account, [make_recipient()])
+    notification = queue(setting, at=clock.now())
+    fake_twilio.fail_next(500, operation="CreateCall", after_create=True)
+    worker = dispatcher(clock)
+    worker.run_once()
+    clock.advance(15)
+    worker.run_once()
+    assert len(fake_twilio.requests_for("CreateCall")) == 1
+    (made,) = fake_twilio.calls_by_sid
+    assert fake_twilio.calls_by_sid[made]["status"] == "queued"
+    row = deliveries(notification)[0]
+    assert row.sid == made and row.attempts[0].outcome == OUTCOME_ADOPTED

@@ -38,31 +38,31 @@ def test_a_500_on_create_is_unknown_and_the_look_up_finds_the_call(live_app: Fla
     assert (error.outcome, error.unknown, error.temporary, error.permanent) == ("unknown", True, False, False)
     assert str(error).startswith("発信されたか確認できません。") and "Twilio Console" in str(error)
     [made] = fake_twilio.calls_by_sid  # Twilio did place it
-    # Once Twilio dials, the call has a StartTime and the look-up lists it.
     fake_twilio.set_call_status(made, "ringing")
     found = telephony.find_calls(account, to=TO, from_=FROM, started_after=before)
     assert [(f.sid, f.to, f.from_, f.status) for f in found] == [(made, TO, FROM, "ringing")]
     [query] = fake_twilio.requests_for("ListCall")
-    assert query.query["To"] == TO and query.query["From"] == FROM and "StartTime>" in query.query
+    # Not filtered by StartTime at Twilio: a call still queued has none and must be found too.
+    assert query.query["To"] == TO and query.query["From"] == FROM and "StartTime>" not in query.query
     rows = _logs()
     assert [(r.kind, r.http_status, r.success) for r in rows] == [(LOG_CALL, 500, False), (LOG_FIND_CALLS, 200, True)]
     assert rows[1].sid == made and rows[1].destination == TO and LOG_KINDS[LOG_FIND_CALLS] == "通話検索"
     assert json.loads(rows[1].request_summary)["To"] == TO
 
 
-def test_the_look_up_honours_to_from_and_start_time(live_app: Flask, fake_twilio: Any) -> None:
+def test_the_look_up_honours_to_from_and_creation_time_and_finds_queued_calls(live_app: Flask, fake_twilio: Any) -> None:
     account = make_twilio_account()
     earlier = _call(account)
     fake_twilio.set_call_status(earlier, "completed", duration=5)
-    fake_twilio.calls_by_sid[earlier]["start_time"] = "Tue, 31 Mar 2020 23:00:00 +0000"
+    fake_twilio.calls_by_sid[earlier]["date_created"] = "Tue, 31 Mar 2020 23:00:00 +0000"
     other = _call(account, to=OTHER)
     fake_twilio.set_call_status(other, "ringing")
-    queued = _call(account)  # not dialled yet: no StartTime
+    queued = _call(account)  # not dialled yet (Twilio queues over the account's CPS): no StartTime
     recent = _call(account)
     fake_twilio.set_call_status(recent, "in-progress")
     found = telephony.find_calls(account, to=TO, from_=FROM, started_after=utcnow() - timedelta(minutes=1))
-    assert [f.sid for f in found] == [recent]
-    assert queued not in [f.sid for f in found]
+    assert sorted(f.sid for f in found) == sorted([recent, queued])
+    assert earlier not in [f.sid for f in found] and other not in [f.sid for f in found]
 
 
 def test_a_read_timeout_on_create_is_unknown_and_the_message_is_found(live_app: Flask, fake_twilio: Any) -> None:
@@ -78,7 +78,7 @@ def test_a_read_timeout_on_create_is_unknown_and_the_message_is_found(live_app: 
     assert [(f.sid, f.status) for f in found] == [(sid, "sent")]
     assert telephony.find_messages(account, to=OTHER, from_=FROM, sent_after=before) == []
     [query, _] = fake_twilio.requests_for("ListMessage")
-    assert "DateSent>" in query.query
+    assert "DateSent>" not in query.query  # a queued message has no DateSent yet
     assert [r.kind for r in _logs()] == ["sms", LOG_FIND_MESSAGES, LOG_FIND_MESSAGES]
     assert LOG_KINDS[LOG_FIND_MESSAGES] == "SMS検索"
 

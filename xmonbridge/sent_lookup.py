@@ -14,7 +14,7 @@ from . import telephony
 from .extensions import db
 from .models import RequestLog, TwilioAccount
 
-# Clocks differ a little (Twilio's StartTime vs. ours): look this much before the send.
+# Clocks differ a little (Twilio's DateCreated vs. ours): look this much before the send.
 SLACK = timedelta(seconds=10)
 # How far back an earlier create without an answer makes what is found ambiguous.
 EARLIER_ATTEMPTS = timedelta(minutes=10)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
@@ -86,7 +86,7 @@ class OwnedNumber:
 
 @dataclass(frozen=True)
 class Placed:
-    """A call or a message found on Twilio; `at` is its StartTime or DateSent (naive UTC, None before)."""
+    """A call or a message found on Twilio; `at` is when Twilio created it (naive UTC)."""
 
     sid: str
     status: str
@@ -172,17 +172,24 @@ class LiveBackend:
         return CallState(sid=sid, status=str(message.status))
 
     def find_calls(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        # Not filtered by StartTime: a call Twilio still queues (over the account's CPS) has
+        # none yet, and is exactly what a look-up must not miss. Newest first, by creation.
+        calls = self.client.calls.list(to=to, from_=from_, limit=FIND_LIMIT)
         # SDK quirk: CallInstance keeps "from" as `_from`.
-        calls = self.client.calls.list(to=to, from_=from_, start_time_after=after, limit=FIND_LIMIT)
-        return [Placed(c.sid, str(c.status), c.to, c._from, _naive_utc(c.start_time)) for c in calls]
+        return _created_since(
+            (Placed(c.sid, str(c.status), c.to, c._from, _naive_utc(c.date_created)) for c in calls), after
+        )
 
     def find_messages(self, to: str, from_: str, after: datetime) -> list[Placed]:
+        # Not filtered by DateSent: a message still queued has none yet. Twilio picks the sender
+        # of a Messaging Service, so then only the recipient is known.
         if is_messaging_service(from_):
-            # Twilio picks the sender of a Messaging Service: look by recipient only.
-            messages = self.client.messages.list(to=to, date_sent_after=after, limit=FIND_LIMIT)
+            messages = self.client.messages.list(to=to, limit=FIND_LIMIT)
         else:
-            messages = self.client.messages.list(to=to, from_=from_, date_sent_after=after, limit=FIND_LIMIT)
-        return [Placed(m.sid, str(m.status), m.to, m.from_, _naive_utc(m.date_sent)) for m in messages]
+            messages = self.client.messages.list(to=to, from_=from_, limit=FIND_LIMIT)
+        return _created_since(
+            (Placed(m.sid, str(m.status), m.to, m.from_, _naive_utc(m.date_created)) for m in messages), after
+        )
 
 
 MESSAGING_SERVICE = re.compile(r"MG[0-9a-f]{32}")
@@ -195,6 +202,11 @@ def is_messaging_service(sender: str) -> bool:
 
 # The most calls or messages a look-up reads (one page): a few are expected at most.
 FIND_LIMIT = 50
+
+
+def _created_since(found: Iterable[Placed], after: datetime) -> list[Placed]:
+    """What was created at or after `after` (naive UTC), in Twilio's order (newest first)."""
+    return [placed for placed in found if placed.at is None or placed.at >= after]
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:
@@ -394,15 +406,15 @@ def fetch_message(account: TwilioAccount, sid: str, context: LogContext | None =
 def find_calls(
     account: TwilioAccount, *, to: str, from_: str, started_after: datetime, context: LogContext | None = None
 ) -> list[Placed]:
-    """Look for calls from from_ to `to` that started at or after started_after (naive UTC).
+    """Look for calls from from_ to `to` created at or after started_after (naive UTC).
 
-    For an unknown outcome: ask before placing the call again. A call Twilio has queued but
-    not dialled yet has no StartTime and is not listed; look again a little later.
+    For an unknown outcome: ask before placing the call again. The newest FIND_LIMIT calls
+    between the two numbers are read, queued ones included, and filtered by creation time.
     """
     return _perform(
         account,
         context or LogContext(LOG_FIND_CALLS),
-        {"To": to, "From": from_, "StartTime>": _iso(started_after)},
+        {"To": to, "From": from_, "DateCreated>=": _iso(started_after)},
         lambda backend: backend.find_calls(to, from_, started_after),
         destination=to,
         from_number=from_,
@@ -413,14 +425,14 @@ def find_calls(
 def find_messages(
     account: TwilioAccount, *, to: str, from_: str, sent_after: datetime, context: LogContext | None = None
 ) -> list[Placed]:
-    """Look for messages from from_ to `to` sent at or after sent_after (naive UTC).
+    """Look for messages from from_ to `to` created at or after sent_after (naive UTC).
 
-    A message still queued has no DateSent and is not listed; look again a little later.
+    The newest FIND_LIMIT messages are read, queued ones included, and filtered by creation time.
     """
     return _perform(
         account,
         context or LogContext(LOG_FIND_MESSAGES),
-        {"To": to, "From": from_, "DateSent>": _iso(sent_after)},
+        {"To": to, "From": from_, "DateCreated>=": _iso(sent_after)},
         lambda backend: backend.find_messages(to, from_, sent_after),
         destination=to,
         from_number=from_,
