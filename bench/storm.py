@@ -9,6 +9,7 @@ short of by more than 5 %), and the resident memory of each gunicorn worker afte
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,9 @@ from _common import PHONES, FakeTwilio, alert, post, seeded_server, wait_for
 ALERTS = 1000
 SECONDS = 10
 CPS = 50
+# `storm.py ALERTS CPS` runs a smaller or slower storm (e.g. `storm.py 300 20`).
+if len(sys.argv) == 3:
+    ALERTS, CPS = int(sys.argv[1]), int(sys.argv[2])
 
 
 def _host(body: str) -> str:
@@ -55,7 +59,7 @@ def main() -> None:
             threads = []
             start = time.perf_counter()
             for n in range(ALERTS):
-                delay = start + n * SECONDS / ALERTS - time.perf_counter()
+                delay = start + n * SECONDS / 1000 - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 t = threading.Thread(target=send, args=(n,))

@@ -58,7 +58,7 @@ def make_twilio_account(**overrides: Any) -> TwilioAccount:
 
 def set_xmon_url(url: str) -> None:
     """Configure the X-MON URL directly."""
-    XmonSettings.get().xmon_url = url
+    XmonSettings.for_update().xmon_url = url
     db.session.commit()
 
 

@@ -141,6 +141,10 @@ def test_a_recipient_without_a_number_is_failed_with_the_reason(client: FlaskCli
         ({"setting_id": "abc"}, "setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。"),
         ({"setting_id": 0}, "setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。"),
         ({"setting_id": 2**63}, "setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。"),
+        ({"setting_id": "²"}, "setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。"),
+        ({"setting_id": "１"}, "setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。"),
+        ({"problem_id": "１２"}, "problem_id", "problem_id: 問題 ID は数字で指定してください。"),
+        ({"time": "１７９５９０００００"}, "time", "time: 日時は UNIX 時刻"),
         ({"setting": "x" * 129}, "setting", "setting: 通知設定の名称は 128 文字以内です。"),
         ({"type": None}, "type", "type: 通知の種類($NOTIFICATIONTYPE$)を指定してください。"),
         ({"type": "OUTAGE"}, "type", "type: 通知の種類は PROBLEM, RECOVERY"),
@@ -376,3 +380,20 @@ def test_other_types_read_naturally(client: FlaskClient, token: ApiToken, settin
     client.post("/api/v1/alerts", json=problem(settings["simple"].id, kind="simple_call", type="DOWNTIMESTART", state="OK"), headers=AUTH)
     text = alerts()[0].notifications[0].text
     assert text == "X-MON からの通知です。ホスト web-server01 のサービス HTTP の計画停止が始まりました。"
+
+
+def test_json_sent_as_plain_text_says_which_content_type_to_use(client: FlaskClient, token: ApiToken, settings: dict[str, Any]) -> None:
+    import json
+
+    response = client.post("/api/v1/alerts", data=json.dumps(problem(settings["sms"].id)), content_type="text/plain", headers=AUTH)
+    assert response.status_code == 400
+    assert "Content-Type を application/json か application/x-www-form-urlencoded" in response.get_json()["errors"][0]["message"]
+    assert alerts() == []
+
+
+def test_a_form_field_given_twice_is_refused(client: FlaskClient, token: ApiToken, settings: dict[str, Any]) -> None:
+    body = "kind=sms&kind=simple_call&setting_id=%d&type=PROBLEM&host=h&state=DOWN" % settings["sms"].id
+    response = client.post("/api/v1/alerts", data=body, content_type="application/x-www-form-urlencoded", headers=AUTH)
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"field": "kind", "message": "kind: 1 回だけ指定してください。"}]
+    assert alerts() == []

@@ -3,6 +3,7 @@ post alerts the API accepts when run the way Nagios runs them."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ SERVICE_BLOCK = """\
 # xmonbridge: SMS連絡 (サービス通知用, curl)
 define command {
     command_name    xmonbridge-sms-3-service
-    command_line    /usr/bin/curl -sS -f --max-time 5 --retry 2 -H 'Authorization: Bearer $USER9$' \
+    command_line    printf 'Authorization: Bearer %s\\n' '$USER9$' | /usr/bin/curl -sS -f --max-time 5 --retry 2 -H @- \
 --data-urlencode kind=sms --data-urlencode setting_id=3 --data-urlencode 'type=$NOTIFICATIONTYPE$' \
 --data-urlencode 'host=$HOSTNAME$' --data-urlencode 'host_address=$HOSTADDRESS$' \
 --data-urlencode 'service=$SERVICEDESC$' --data-urlencode 'state=$SERVICESTATE$' \
@@ -222,3 +223,15 @@ def test_without_an_x_mon_url_the_page_says_so(client: FlaskClient, logged_in: A
     assert "X-MON URL が設定されていないため、エスカレーション設定用コマンドを表示できません。" in page
     assert "define command" not in page
     assert 'href="/admin/xmon-settings/"' in page
+
+
+def test_the_token_never_reaches_curls_command_line(tmp_path: Path) -> None:
+    """`ps` shows a process's arguments: the header goes to curl on its standard input."""
+    block = [b for b in commands.blocks("sms", 3, "SMS連絡", "https://x.example") if b.variant == "curl"][0]
+    line = nagios_commands.substitute(nagios_commands.command_line(block.text), {"USER9": "xmb_SECRET"})
+    fake_curl = tmp_path / "curl"
+    fake_curl.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\ncat > "$0.stdin"\n')
+    fake_curl.chmod(0o755)
+    subprocess.run(["/bin/sh", "-c", line.replace("/usr/bin/curl", str(fake_curl))], check=True, timeout=30)
+    assert "xmb_SECRET" not in (tmp_path / "curl.args").read_text()
+    assert (tmp_path / "curl.stdin").read_text() == "Authorization: Bearer xmb_SECRET\n"

@@ -274,7 +274,9 @@ def test_detail_lists_notifications_deliveries_and_attempts(
     # The PROBLEM this RECOVERY ends, linked.
     assert f'<a href="/incidents/{problem.id}">2026-04-01 10:00:00 障害(PROBLEM) web-server01 / HTTP</a>' in html
     # Each recipient with the number as the app shows numbers.
-    assert "佐藤 翔太" in html and "+81-90-0123-0001" in html and "+81-90-0123-0002" in html
+    # A non-administrator sees recipients' numbers masked, as 電話番号の変更履歴 shows them.
+    assert "佐藤 翔太" in html and "+81-**-****-0001" in html and "+81-**-****-0002" in html
+    assert "+81-90-0123-0001" not in html
     # Attempts: time (JST), SID, outcome, error code with its Japanese explanation, next retry, final status.
     attempts = re.search(r'data-delivery-id="[^"]+">\s*<h4 class="h6">佐藤 翔太.*?</table>', html, re.S)
     assert attempts is not None
@@ -314,3 +316,10 @@ def test_it_is_in_the_side_menu_and_on_the_home_page(client: FlaskClient, app: F
     auth.logout()
     auth.login("viewer", PASSWORD)
     assert 'href="/incidents/"' in page(client, "/home")
+
+
+def test_administrators_see_recipients_numbers_in_full(
+    client: FlaskClient, settings: dict[str, Any], logged_in: AuthActions
+) -> None:
+    alert = make_alert(settings["call"], deliveries=[{"user_name": "佐藤 翔太", "to_number": "+819001230001"}])
+    assert "+81-90-0123-0001" in page(client, f"/incidents/{alert.id}")

@@ -296,3 +296,20 @@ def test_odd_queries_get_an_answer_not_an_error(client: FlaskClient, logged_in: 
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
     assert client.get(f"/admin/twilio/logs/simulated?{query}").status_code == 200
+
+
+def test_failures_without_an_answer_are_listed_in_japanese(app: Flask) -> None:
+    from xmonbridge.models import RequestLog
+    from xmonbridge.twilio_errors import LOGGED_TIMEOUT, LOGGED_WAITING
+
+    client = _login(app)
+    db.session.add_all(
+        [
+            RequestLog(kind="call", destination="+819001230001", error_message=LOGGED_WAITING),
+            RequestLog(kind="numbers", error_message=LOGGED_TIMEOUT),
+        ]
+    )
+    db.session.commit()
+    page = html.unescape(client.get("/admin/twilio/logs/").get_data(as_text=True))
+    assert "no answer recorded" not in page and ">timeout<" not in page
+    assert "発信されたか確認できません。" in page

@@ -320,3 +320,33 @@ def test_the_console_script_lists_notify_and_still_runs_the_flask_commands() -> 
     notify_help = subprocess.run([XMONBRIDGE, "notify", "--help"], capture_output=True, text=True, timeout=60)
     assert notify_help.returncode == 0
     assert "--setting-id" in notify_help.stdout and "NAGIOS_" in notify_help.stdout
+
+
+@pytest.mark.parametrize(
+    "extra,environ,expected",
+    [
+        (["--timeout", "inf"], {"XMONBRIDGE_TOKEN": "xmb_t"}, "--timeout must be at most"),
+        ([], {"XMONBRIDGE_TOKEN": "xmb_a\nX: 1"}, "the token holds spaces, control or non-ASCII characters"),
+        ([], {"XMONBRIDGE_TOKEN": "xmb_日本"}, "the token holds spaces, control or non-ASCII characters"),
+        (["--url", "http://[::1"], {"XMONBRIDGE_TOKEN": "xmb_t"}, "cannot send with this URL or token"),
+        (["--url", "http://127.0.0.1:9/日本"], {"XMONBRIDGE_TOKEN": "xmb_t"}, "percent-encode them"),
+        (["--url", "http://h/a b"], {"XMONBRIDGE_TOKEN": "xmb_t"}, "percent-encode them"),
+        (["--url", "ftp://h/"], {"XMONBRIDGE_TOKEN": "xmb_t"}, "must start with http:// or https://"),
+    ],
+)
+def test_a_url_or_token_no_request_can_carry_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], extra: list[str], environ: dict[str, str], expected: str
+) -> None:
+    argv = [*ARGS, "--url", "http://127.0.0.1:9", *extra]
+    assert notify_command.main(argv, environ) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err
+
+
+def test_a_config_file_with_a_bom_is_read(api: dict[str, Any], tmp_path: Path) -> None:
+    config = tmp_path / "notify.conf"
+    config.write_text(f"\ufeffurl = {api['base']}\ntoken = {api['token']}\n", encoding="utf-8")
+    config.chmod(0o600)
+    args = ["--config", str(config), "--kind", "sms", "--setting-id", str(api["setting"].id), "--type", "PROBLEM",
+            "--host", "bom01", "--state", "DOWN"]
+    assert run(args).returncode == 0

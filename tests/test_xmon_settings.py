@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -77,7 +78,7 @@ def test_voices_twilio_does_not_offer_are_not_offered(client: FlaskClient, logge
 def test_a_stored_voice_no_longer_offered_falls_back_with_a_notice(
     client: FlaskClient, logged_in: AuthActions
 ) -> None:
-    settings = XmonSettings.get()
+    settings = XmonSettings.for_update()
     settings.xmon_url, settings.voice = "https://xmon.example.com", "Google.ja-JP-Standard-A"
     db.session.commit()
     page = client.get("/admin/xmon-settings/").get_data(as_text=True)
@@ -89,3 +90,12 @@ def test_a_stored_voice_no_longer_offered_falls_back_with_a_notice(
     client.post("/admin/xmon-settings/", data={"xmon_url": "https://xmon.example.com", "voice": "Polly.Takumi"})
     assert _stored() == ("https://xmon.example.com", "Polly.Takumi")
     assert "含まれなくなった" not in client.get("/admin/xmon-settings/").get_data(as_text=True)
+
+
+def test_reading_the_settings_never_creates_the_row(app: Flask) -> None:
+    """Readers (pages, the dispatcher) that commit other work must not all insert the row."""
+    from sqlalchemy import func, select
+
+    assert XmonSettings.get().xmon_url is None
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(XmonSettings)) == 0

@@ -168,6 +168,8 @@ def serve_command(host: str, port: int, workers: int) -> None:
             self.cfg.set("timeout", worker_timeout(app))
             # gunicorn's control socket would be one path shared by every server of the user.
             self.cfg.set("control_socket_disable", True)
+            # The access log must not hold the secret part of status callback URLs.
+            self.cfg.set("logger_class", "xmonbridge.access_log.RedactingLogger")
             # Every worker runs a dispatcher thread; the lease lets one of them lead.
             self.cfg.set("post_worker_init", lambda _worker: dispatch_runner.start(app))
             self.cfg.set("worker_exit", lambda _server, _worker: dispatch_runner.stop())

@@ -18,7 +18,18 @@ def jst(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return value.replace(tzinfo=timezone.utc).astimezone(JST).strftime(fmt)
 
 
+def recipient_phone(e164: str | None) -> str:
+    """A recipient's number in full for administrators, masked for everyone else
+    (インシデント is open to every logged-in user; ユーザ管理 is not)."""
+    from flask_login import current_user
+
+    if getattr(current_user, "is_admin", False):
+        return phone.display(e164)
+    return phone.mask(e164)
+
+
 def init_app(app: Flask) -> None:
     """Register the filters."""
     app.add_template_filter(jst, "jst")
     app.add_template_filter(phone.display, "phone")
+    app.add_template_filter(recipient_phone, "recipient_phone")

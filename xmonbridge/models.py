@@ -163,7 +163,17 @@ class XmonSettings(db.Model):
 
     @classmethod
     def get(cls) -> XmonSettings:
-        """Return the settings row, creating it (unsaved until commit) on first use."""
+        """The settings, read only: the row, or the defaults while it does not exist yet.
+
+        The defaults are not added to the session: two requests or dispatchers that read the
+        settings and commit something else at once would both insert the row, and the second
+        would fail on its primary key (PostgreSQL). Only for_update() creates the row.
+        """
+        return db.session.get(cls, 1) or cls(id=1, voice=DEFAULT_VOICE)
+
+    @classmethod
+    def for_update(cls) -> XmonSettings:
+        """The settings row to change, created (unsaved until commit) on first use (X-MON 設定)."""
         row = db.session.get(cls, 1)
         if row is None:
             row = cls(id=1, voice=DEFAULT_VOICE)

@@ -145,7 +145,7 @@ def read_config(path: str, explicit: bool) -> dict[str, str]:
             EXIT_USAGE,
         )
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a BOM some editors write is fine
             lines = handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise Failure(f"cannot read config file {path}: {error}", EXIT_USAGE) from None
@@ -273,6 +273,7 @@ def _dechunked(data: bytes) -> bytes:
 
 def _with_urllib(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str, dict[str, str], bytes]:
     """POST with urllib.request: https, or a proxy from the environment. Redirects are not followed."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -291,6 +292,8 @@ def _with_urllib(url: str, body: bytes, headers: Mapping[str, str], timeout: flo
         # Refused, unreachable, timed out: like the plain socket's OSError, with the same reason.
         reason = error.reason
         raise (reason if isinstance(reason, OSError) else OSError(str(reason))) from None
+    except http.client.HTTPException as error:  # a reset or garbled answer: tried again
+        raise _BadAnswer(str(error) or type(error).__name__) from None
 
 
 def _send(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str, dict[str, str], bytes]:
@@ -329,6 +332,21 @@ def post(url: str, token: str, fields: Mapping[str, str], timeout: float, sleep:
     raise Failure(f"{last} (gave up after {TRIES} tries)")
 
 
+# The longest wait per try a notification command may ask for (Nagios kills it after 30 s).
+MAX_TIMEOUT = 60
+
+
+def _check_config(url: str, token: str) -> None:
+    """Refuse a URL or token that cannot be sent as given, before any try."""
+    parts = urllib.parse.urlsplit(url)  # raises ValueError for e.g. an unclosed IPv6 bracket
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Failure(f"the URL {url!r} is not an http(s) URL", EXIT_USAGE)
+    if any(ord(c) < 33 or ord(c) > 126 for c in url):
+        raise Failure(f"the URL {url!r} holds spaces, control or non-ASCII characters; percent-encode them", EXIT_USAGE)
+    if any(ord(c) < 33 or ord(c) > 126 for c in token):
+        raise Failure("the token holds spaces, control or non-ASCII characters; copy it again from API トークン", EXIT_USAGE)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Send one notification; return the exit status (errors: one line on stderr)."""
     environ = os.environ if environ is None else environ
@@ -336,11 +354,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         options = _parser().parse_args(argv)
         if not options.timeout > 0:
             raise Failure(f"--timeout must be more than 0 seconds, not {options.timeout:g}", EXIT_USAGE)
+        if options.timeout > MAX_TIMEOUT:
+            raise Failure(f"--timeout must be at most {MAX_TIMEOUT} seconds, not {options.timeout:g}", EXIT_USAGE)
         url, token = server_of(options, environ)
+        _check_config(url, token)
         result = post(url, token, fields_from(options, environ), options.timeout)
     except Failure as failure:
         print(f"{PROG}: {failure}", file=sys.stderr)
         return failure.code
+    except (ValueError, UnicodeError) as error:
+        # A URL or token no request can carry (the socket, urllib): a configuration error.
+        print(f"{PROG}: cannot send with this URL or token: {error}", file=sys.stderr)
+        return EXIT_USAGE
     what = "repeat of alert" if result.get("duplicate") else "alert"
     print(f"{PROG}: accepted ({what} {result.get('id', '?')})")
     return EXIT_OK

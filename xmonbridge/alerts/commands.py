@@ -113,7 +113,13 @@ def api_url(xmon_url: str | None) -> str | None:
 
 def curl_line(kind: str, setting_id: int, target: str, url: str) -> str:
     """The command_line posting the notification's macros with curl (form-encoded)."""
+    # The header comes from standard input (`-H @-`), written by the shell's builtin printf:
+    # on curl's own command line the token would show in `ps` while the request runs.
     words = [
+        "printf",
+        _word("Authorization: Bearer %s\\n"),
+        _macro_word("", TOKEN_MACRO),
+        "|",
         _word(CURL),
         "-sS",
         "-f",
@@ -122,7 +128,7 @@ def curl_line(kind: str, setting_id: int, target: str, url: str) -> str:
         "--retry",
         str(CURL_RETRY),
         "-H",
-        _macro_word("Authorization: Bearer ", TOKEN_MACRO),
+        "@-",
         "--data-urlencode",
         _word(f"kind={kind}"),
         "--data-urlencode",

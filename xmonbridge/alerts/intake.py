@@ -69,6 +69,8 @@ FIELDS = (
     "last_problem_id",
     "time",
 )
+# ASCII digits only: str.isdigit() and \d also take "²" and full-width digits.
+_DIGITS = re.compile(r"[0-9]+")
 MAX_NAME = 255
 MAX_OUTPUT = 8192
 MAX_ID = 2**63 - 1
@@ -161,7 +163,7 @@ def parse(values: Mapping[str, Any]) -> Fields:
 
     setting_id: int | None = None
     if text["setting_id"]:
-        if not text["setting_id"].isdigit() or not 0 < int(text["setting_id"]) <= MAX_ID:
+        if not _DIGITS.fullmatch(text["setting_id"]) or not 0 < int(text["setting_id"]) <= MAX_ID:
             bad("setting_id", "setting_id: 通知設定の ID は正の整数で指定してください。")
         else:
             setting_id = int(text["setting_id"])
@@ -193,7 +195,7 @@ def parse(values: Mapping[str, Any]) -> Fields:
         bad("state", f"state: {what}の状態は {', '.join(states)} のいずれかです。")
 
     for name in ("problem_id", "last_problem_id"):
-        if text[name] and (not text[name].isdigit() or len(text[name]) > 20):
+        if text[name] and (not _DIGITS.fullmatch(text[name]) or len(text[name]) > 20):
             bad(name, f"{name}: 問題 ID は数字で指定してください。")
 
     event_time = None
@@ -220,7 +222,7 @@ def parse(values: Mapping[str, Any]) -> Fields:
     )
 
 
-_EPOCH = re.compile(r"\d{1,12}(\.\d+)?")
+_EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]+)?")
 
 
 def _parse_time(raw: str) -> datetime | None:

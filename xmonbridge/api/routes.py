@@ -18,6 +18,7 @@ from . import bp
 # The last use of a token is written at most this often (keeps the hot path to one commit).
 LAST_USED_EVERY = timedelta(minutes=1)
 UNAUTHORIZED = "API トークンがないか、正しくないか、無効化されています。"
+UNREADABLE = "本文を読めません。Content-Type を application/json か application/x-www-form-urlencoded にしてください。"
 
 
 def _with_status(payload: dict[str, Any], status: int) -> Response:
@@ -63,7 +64,14 @@ def post_alert() -> Response:
         if not isinstance(values, dict):
             return _with_status({"errors": [{"field": "", "message": "JSON のオブジェクトを送ってください。"}]}, 400)
     else:
-        values = request.form.to_dict()
+        form = request.form
+        repeated = [name for name in form if len(form.getlist(name)) > 1]
+        if repeated:
+            problems = [{"field": name, "message": f"{name}: 1 回だけ指定してください。"} for name in repeated]
+            return _with_status({"errors": problems}, 400)
+        values = form.to_dict()
+        if not values and request.get_data(cache=True):
+            return _with_status({"errors": [{"field": "", "message": UNREADABLE}]}, 400)
     _note_use(token)
     try:
         accepted = intake.accept(values, token)

@@ -44,10 +44,14 @@ class Pacer:
         """Use the account's next slot; the one after comes 1/cps seconds later.
 
         Slots follow each other from the last one, not from now, so a steady flow keeps the
-        configured rate exactly; after an idle spell the first request goes at once.
+        configured rate exactly (never faster); after an idle spell the first request goes at once.
         """
-        start = max(now, self._next_slot.get(account_id, now))
-        self._next_slot[account_id] = start + timedelta(seconds=1 / max(cps, 1))
+        interval = timedelta(seconds=1 / max(cps, 1))
+        planned = self._next_slot.get(account_id)
+        # A send a little late (the loop's own work) keeps the schedule, so those delays do not
+        # add up and lower the rate; one a whole interval late starts a new schedule from now.
+        start = planned if planned is not None and planned <= now < planned + interval else now
+        self._next_slot[account_id] = max(start, now - interval) + interval
 
     def pause(self, account_id: int, now: datetime, base: float, cap: float, rng: random.Random) -> datetime:
         """After a 429: pause the account, longer each time in a row; return until when."""

@@ -65,6 +65,15 @@ def index() -> str:
     search = {key: value for key, value in request.args.items() if key != "page" and value}
     pagination = _paginate(stmt)
     callbacks = {row.id: view for row in pagination.items if (view := callback_view(row)) is not None}
+    # Failures without an answer from Twilio are logged as short markers ("timeout" …): listed in Japanese.
+    listed = {
+        row.id: str(error)
+        for row in pagination.items
+        if row.http_status is None
+        and row.error_message
+        and row.id not in callbacks
+        and (error := explain_logged(None, None, row.error_message, create=row.kind in CREATE_KINDS)) is not None
+    }
     return render_template(
         "logs/index.html",
         form=form,
@@ -72,6 +81,7 @@ def index() -> str:
         search=search,
         kinds=LOG_KINDS,
         callbacks=callbacks,
+        listed_errors=listed,
         error_help=error_help(),
     )
 

@@ -16,7 +16,7 @@ from .forms import XmonSettingsForm
 @admin_required
 def index() -> Response | str:
     """Show and save the X-MON URL and the voice."""
-    settings = XmonSettings.get()
+    settings = XmonSettings.for_update()
     form = XmonSettingsForm(obj=settings)
     retired_voice = None if settings.voice_offered else settings.voice
     if retired_voice and not form.is_submitted():

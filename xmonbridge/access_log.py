@@ -1,0 +1,36 @@
+"""gunicorn's access log without the secrets in URLs (`serve` uses it; so can `gunicorn wsgi:app`).
+
+Each status callback URL ends in an unguessable per-attempt token (public_url.py); the access
+log shows `/twilio/status/…` instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+from .public_url import STATUS_CALLBACK_PATH
+
+_TOKEN = re.compile(re.escape(STATUS_CALLBACK_PATH) + r"[^/?\s]*")
+REDACTED = STATUS_CALLBACK_PATH + "…"
+
+
+def redact(text: str) -> str:
+    """A URL or request line with callback tokens replaced by …."""
+    return _TOKEN.sub(REDACTED, text)
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, writing request lines with callback tokens left out."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if STATUS_CALLBACK_PATH in str(environ.get("RAW_URI", "")) or STATUS_CALLBACK_PATH in str(environ.get("PATH_INFO", "")):
+            environ = dict(environ)
+            for key in ("RAW_URI", "PATH_INFO", "REQUEST_URI"):
+                if key in environ:
+                    environ[key] = redact(str(environ[key]))
+            req.path = redact(str(getattr(req, "path", "")))
+            req.uri = redact(str(getattr(req, "uri", "")))
+        super().access(resp, req, environ, request_time)
