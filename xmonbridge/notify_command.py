@@ -20,15 +20,13 @@ and is started by xmonbridge/entry.py before anything heavy is loaded.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
+import socket
 import stat
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 # typing.TYPE_CHECKING would import typing, which this command does not need at run time.
 TYPE_CHECKING = False
@@ -189,13 +187,6 @@ def server_of(options: argparse.Namespace, environ: Mapping[str, str]) -> tuple[
     return url, token.strip()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Report a redirect instead of following it: urllib would turn the POST into a GET."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _problems(body: bytes) -> str:
     """The server's messages ({"errors": [...]}), joined into one line."""
     try:
@@ -206,31 +197,130 @@ def _problems(body: bytes) -> str:
     return " / ".join(texts)
 
 
+# Proxy variables for an http:// URL; with one set, urllib.request takes the request so that
+# http_proxy and no_proxy mean what they mean to curl.
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+# The most of an answer that is read (the API answers with a few hundred bytes).
+MAX_ANSWER = 1 << 20
+
+
+class _BadAnswer(Exception):
+    """The server's answer was not HTTP (retried like a connection error)."""
+
+
+def _plain_http(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str, dict[str, str], bytes]:
+    """POST over a plain socket: http.client and urllib.request cost a Python start-up more.
+
+    One request per connection (Connection: close), so the answer ends where the stream ends.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    authority = f"[{host}]" if ":" in host else host
+    if parts.port:
+        authority += f":{parts.port}"
+    lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {authority}", f"Content-Length: {len(body)}", "Connection: close"]
+    for name, value in headers.items():
+        if any(c in value for c in "\r\n\0"):
+            raise Failure(f"the {name} header would hold a line break; check the token", EXIT_USAGE)
+        lines.append(f"{name}: {value}")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    except UnicodeEncodeError:
+        raise Failure("the token or URL holds characters other than ASCII; check them", EXIT_USAGE) from None
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        connection.sendall(head + body)
+        chunks = []
+        size = 0
+        while size <= MAX_ANSWER:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    answer = b"".join(chunks)
+    header_block, separator, content = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
+    version, _space, rest = status_line.partition(" ")
+    code, _space, reason = rest.partition(" ")
+    if not separator or not version.startswith("HTTP/") or not code.isdigit():
+        raise _BadAnswer(f"not an HTTP answer: {status_line[:60]!r}")
+    fields = {}
+    for line in header_lines:
+        name, _colon, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        content = _dechunked(content)
+    elif fields.get("content-length", "").isdigit():
+        content = content[: int(fields["content-length"])]
+    return int(code), reason.strip(), fields, content
+
+
+def _dechunked(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _crlf, data = data.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2 :]
+    return b"".join(out)
+
+
+def _with_urllib(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str, dict[str, str], bytes]:
+    """POST with urllib.request: https, or a proxy from the environment. Redirects are not followed."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        # urllib would turn the POST into a GET.
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=timeout) as response:
+            return response.status, response.reason, {k.lower(): v for k, v in response.headers.items()}, response.read(MAX_ANSWER)
+    except urllib.error.HTTPError as error:
+        return error.code, str(error.reason), {k.lower(): v for k, v in error.headers.items()}, error.read(MAX_ANSWER)
+    except urllib.error.URLError as error:
+        # Refused, unreachable, timed out: like the plain socket's OSError, with the same reason.
+        reason = error.reason
+        raise (reason if isinstance(reason, OSError) else OSError(str(reason))) from None
+    except http.client.HTTPException as error:  # a reset or garbled answer: tried again
+        raise _BadAnswer(str(error) or type(error).__name__) from None
+
+
+def _send(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str, dict[str, str], bytes]:
+    if url.startswith("http://") and not any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return _plain_http(url, body, headers, timeout)
+    return _with_urllib(url, body, headers, timeout)
+
+
 def post(url: str, token: str, fields: Mapping[str, str], timeout: float, sleep: Any = time.sleep) -> dict[str, Any]:
     """POST the fields as JSON; return the 202 answer, or raise Failure after the tries."""
     body = json.dumps(fields, ensure_ascii=False).encode("utf-8")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "User-Agent": "xmonbridge-notify"}
-    opener = urllib.request.build_opener(_NoRedirect)
     last = ""
     for attempt in range(TRIES):
         if attempt:
             sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with opener.open(request, timeout=timeout) as response:
-                status, answer = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, answer = error.code, error.read()
-            if 300 <= status < 400:
-                raise Failure(f"{url} answered {status} (redirect to {error.headers.get('Location', '?')}); use that URL") from None
-            if status < 500:
-                detail = _problems(answer) or error.reason
-                raise Failure(f"refused ({status}): {detail}") from None
-            last = f"server error {status}: {_problems(answer) or error.reason}"
+            status, reason, answer_headers, answer = _send(url, body, headers, timeout)
+        except (OSError, _BadAnswer) as error:  # refused, unreachable, timed out, reset, not HTTP
+            last = f"cannot reach {url}: {error}"
             continue
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:  # refused, unreachable, timed out, reset
-            reason = getattr(error, "reason", error)
-            last = f"cannot reach {url}: {reason}"
+        if 300 <= status < 400:
+            raise Failure(f"{url} answered {status} (redirect to {answer_headers.get('location', '?')}); use that URL")
+        if 400 <= status < 500:
+            raise Failure(f"refused ({status}): {_problems(answer) or reason}")
+        if status >= 500:
+            last = f"server error {status}: {_problems(answer) or reason}"
             continue
         if status != 202:
             raise Failure(f"unexpected answer {status} from {url}")
@@ -272,8 +362,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Failure as failure:
         print(f"{PROG}: {failure}", file=sys.stderr)
         return failure.code
-    except (ValueError, UnicodeError, http.client.HTTPException) as error:
-        # A URL or token no request can carry (urllib, http.client): a configuration error.
+    except (ValueError, UnicodeError) as error:
+        # A URL or token no request can carry (the socket, urllib): a configuration error.
         print(f"{PROG}: cannot send with this URL or token: {error}", file=sys.stderr)
         return EXIT_USAGE
     what = "repeat of alert" if result.get("duplicate") else "alert"

@@ -146,9 +146,21 @@ def test_a_dismissed_confirmation_revokes_nothing(page: Page, token_server: Real
     page.goto(f"{token_server.base}/admin/api-tokens/new")
     page.get_by_label("名称", exact=True).fill("予備")
     page.get_by_role("button", name="作成", exact=True).click()
+    # The form page has a 一覧へ戻る link too: wait for the answer to the POST before following it.
+    expect(page.get_by_role("heading", name="API トークンを作成しました")).to_be_visible()
     page.get_by_role("link", name="一覧へ戻る").click()
-    page.once("dialog", lambda dialog: dialog.dismiss())
+    dismissed: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dismissed.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
     row = page.get_by_role("row").filter(has_text="予備")
     row.get_by_role("button", name="無効化").click()
+    assert dismissed and "予備" in dismissed[0]
+    # Nothing was posted: the list read again still shows the token as valid.
+    page.reload()
     expect(row).to_contain_text("有効")
+    expect(row).not_to_contain_text("無効化済み")
     expect(row.get_by_role("button", name="無効化")).to_be_visible()
