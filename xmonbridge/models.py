@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select, text
+from sqlalchemy import ForeignKey, Index, String, Text, delete, false as sa_false, func, select, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from werkzeug.security import generate_password_hash
 
@@ -141,6 +141,20 @@ class PhoneChange(db.Model):
     user: Mapped[User | None] = relationship(foreign_keys=[user_id])
 
 
+# Where 3# acknowledgements are sent (X-MON 設定, R12).
+ACK_NONE = "none"
+ACK_COMMAND_FILE = "command_file"
+ACK_HTTP = "http"
+ACK_MODES = {
+    ACK_NONE: "送らない",
+    ACK_COMMAND_FILE: "Nagios の外部コマンドファイルに書き込む",
+    ACK_HTTP: "HTTP で POST する",
+}
+# B8 defaults: calls to one number per 15 minutes and per hour.
+DEFAULT_CALLS_PER_15MIN = 6
+DEFAULT_CALLS_PER_HOUR = 20
+
+
 class XmonSettings(db.Model):
     """The single row of X-MON 設定 (R1, R15)."""
 
@@ -149,6 +163,16 @@ class XmonSettings(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     xmon_url: Mapped[str | None] = mapped_column(String(2048))
     voice: Mapped[str] = mapped_column(String(64), default=DEFAULT_VOICE)
+    # Where 3# acknowledgements go (R12): ACK_NONE, ACK_COMMAND_FILE or ACK_HTTP.
+    ack_mode: Mapped[str] = mapped_column(String(16), default=ACK_NONE, server_default=ACK_NONE)
+    # Nagios' external command file (a FIFO), for ACK_COMMAND_FILE.
+    ack_command_file: Mapped[str] = mapped_column(String(1024), default="", server_default="")
+    # The endpoint acknowledgements are POSTed to as JSON, for ACK_HTTP, and its bearer token.
+    ack_http_url: Mapped[str] = mapped_column(String(2048), default="", server_default="")
+    ack_http_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # B8: calls to one destination number at most this many per 15 minutes and per hour.
+    calls_per_15min: Mapped[int] = mapped_column(default=DEFAULT_CALLS_PER_15MIN, server_default=str(DEFAULT_CALLS_PER_15MIN))
+    calls_per_hour: Mapped[int] = mapped_column(default=DEFAULT_CALLS_PER_HOUR, server_default=str(DEFAULT_CALLS_PER_HOUR))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property
@@ -169,7 +193,15 @@ class XmonSettings(db.Model):
         settings and commit something else at once would both insert the row, and the second
         would fail on its primary key (PostgreSQL). Only for_update() creates the row.
         """
-        return db.session.get(cls, 1) or cls(id=1, voice=DEFAULT_VOICE)
+        return db.session.get(cls, 1) or cls(
+            id=1,
+            voice=DEFAULT_VOICE,
+            ack_mode=ACK_NONE,
+            ack_command_file="",
+            ack_http_url="",
+            calls_per_15min=DEFAULT_CALLS_PER_15MIN,
+            calls_per_hour=DEFAULT_CALLS_PER_HOUR,
+        )
 
     @classmethod
     def for_update(cls) -> XmonSettings:
@@ -190,6 +222,9 @@ class TwilioAccount(db.Model):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     account_sid: Mapped[str] = mapped_column(String(34))
     auth_token_encrypted: Mapped[str] = mapped_column(Text)
+    # B9: the AUTH TOKEN before the last change, still accepted on webhooks until the time given.
+    previous_auth_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_token_until: Mapped[datetime | None] = mapped_column()
     twiml_bin_url: Mapped[str | None] = mapped_column(String(2048))
     # When from_numbers.refresh() last read the numbers; None: never, or the credentials changed.
     # An account may own no number, so an empty TwilioPhoneNumber cache does not mean "never read".
@@ -261,6 +296,12 @@ LOG_FIND_CALLS = "find_calls"
 LOG_FIND_MESSAGES = "find_messages"
 LOG_FETCH_MESSAGE = "fetch_message"
 LOG_STATUS_CALLBACK = "status_callback"
+LOG_VOICE = "voice"  # Twilio asked for a button call's TwiML
+LOG_GATHER = "gather"  # a key pressed in a button call
+LOG_AMD = "amd"  # answering-machine detection's result
+LOG_HANGUP = "hangup"  # a call hung up through the REST API (a machine answered)
+LOG_CALL_LIMIT = "call_limit"  # B8: a call held back by the per-number limit
+LOG_ACK = "ack"  # an acknowledgement sent to the monitor
 LOG_KINDS = {
     LOG_CALL: "発信",
     LOG_SMS: "SMS",
@@ -272,12 +313,22 @@ LOG_KINDS = {
     LOG_FIND_MESSAGES: "SMS検索",
     LOG_FETCH_MESSAGE: "SMS照会",
     LOG_STATUS_CALLBACK: "状態通知(Webhook)",
+    LOG_VOICE: "通話開始(Webhook)",
+    LOG_GATHER: "ボタン操作(Webhook)",
+    LOG_AMD: "留守番電話判定(Webhook)",
+    LOG_HANGUP: "通話切断",
+    LOG_CALL_LIMIT: "発信上限",
+    LOG_ACK: "認知済み通知",
 }
 # What a logged request was for (RequestLog.setting_type), as the log shows it.
 SETTING_SIMPLE_CALL = "simple_call"
 SETTING_SMS = "sms"
 SETTING_BUTTON_CALL = "button_call"
-SETTING_TYPES = {SETTING_SIMPLE_CALL: "通話設定(シンプル通話)", SETTING_SMS: "SMS 通知設定"}
+SETTING_TYPES = {
+    SETTING_SIMPLE_CALL: "通話設定(シンプル通話)",
+    SETTING_BUTTON_CALL: "通話設定(ボタン操作付き)",
+    SETTING_SMS: "SMS 通知設定",
+}
 
 
 class RequestLog(db.Model):
@@ -431,6 +482,68 @@ class SmsRecipient(RecipientColumns, db.Model):
     setting: Mapped[SmsSetting] = relationship(back_populates="recipients")
 
 
+# 通知設定種別 of a button call (§5.2.1, table 3).
+MODE_ALL = "all"
+MODE_ROTATION = "rotation"
+MODES = {MODE_ALL: "一斉通知", MODE_ROTATION: "輪番通知"}
+# Beyond X-MON: defaults of the re-call interval and the per-user cap (0 = no cap).
+DEFAULT_RECALL_SECONDS = 60
+DEFAULT_MAX_CALLS = 0
+
+
+class ButtonCallSetting(db.Model):
+    """通話設定(ボタン操作付き) (R7): calls the callee works from the keypad."""
+
+    __tablename__ = "button_call_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    mode: Mapped[str] = mapped_column(String(16), default=MODE_ALL)
+    account_id: Mapped[int] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="RESTRICT"))
+    from_number: Mapped[str] = mapped_column(String(64))
+    ring_seconds: Mapped[int] = mapped_column(default=60)
+    # Seconds between a call that ended without a valid key and the next call to the same user.
+    recall_seconds: Mapped[int] = mapped_column(default=DEFAULT_RECALL_SECONDS)
+    # Calls to one user per notification; 0: no cap (as X-MON).
+    max_calls: Mapped[int] = mapped_column(default=DEFAULT_MAX_CALLS)
+    # B1: Twilio answering-machine detection (a machine counts as not answered).
+    machine_detection: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[TwilioAccount] = relationship(TwilioAccount)
+    recipients: Mapped[list[ButtonCallRecipient]] = relationship(
+        back_populates="setting", cascade="all, delete-orphan", order_by="ButtonCallRecipient.position"
+    )
+
+
+class ButtonCallRecipient(RecipientColumns, db.Model):
+    """One 宛先の電話番号(To) row of a button-call setting; position is the 輪番 order."""
+
+    __tablename__ = "button_call_recipients"
+
+    setting_id: Mapped[int] = mapped_column(ForeignKey("button_call_settings.id", ondelete="CASCADE"), index=True)
+    setting: Mapped[ButtonCallSetting] = relationship(back_populates="recipients")
+
+
+MESSAGE_TEXT_MAX = 4096
+
+
+class UserMessageTemplate(db.Model):
+    """メッセージテンプレート (R8): what one user hears first and last in a button call."""
+
+    __tablename__ = "user_message_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    # 着信直後に流すメッセージ / 通話終了時に流すメッセージ, each up to MESSAGE_TEXT_MAX characters.
+    opening_message: Mapped[str] = mapped_column(Text, default="")
+    closing_message: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(User)
+
+
 class ApiToken(db.Model):
     """A bearer token the monitor uses for the alert API; only its SHA-256 is stored."""
 
@@ -531,6 +644,7 @@ class AlertDedupe(db.Model):
 # Channels of a notification.
 CHANNEL_CALL = "call"
 CHANNEL_SMS = "sms"
+CHANNEL_BUTTON = "button"  # a button call: the callee works it from the keypad
 
 # Notification states: active while any delivery is open.
 NOTIFICATION_ACTIVE = "active"
@@ -542,7 +656,11 @@ DELIVERY_QUEUED = "queued"  # waiting for next_at
 DELIVERY_SENDING = "sending"  # an attempt is in flight (or the process died during one)
 DELIVERY_SENT = "sent"  # Twilio accepted it; final_status follows
 DELIVERY_FAILED = "failed"  # stopped: a permanent error, or retries used up
-DELIVERY_OPEN = (DELIVERY_QUEUED, DELIVERY_SENDING)
+# Button calls only:
+DELIVERY_WAITING = "waiting"  # 輪番: not this user's turn yet
+DELIVERY_CALLING = "calling"  # a call is placed and has not ended
+DELIVERY_CANCELED = "canceled"  # the notification ended before this user was reached
+DELIVERY_OPEN = (DELIVERY_QUEUED, DELIVERY_SENDING, DELIVERY_WAITING, DELIVERY_CALLING)
 
 
 class Notification(db.Model):
@@ -569,11 +687,32 @@ class Notification(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=NOTIFICATION_ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+    # Button calls: the setting's options when the notification began, and how it ended.
+    mode: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    recall_seconds: Mapped[int | None] = mapped_column()
+    max_calls: Mapped[int | None] = mapped_column()
+    machine_detection: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    end_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     alert: Mapped[AlertRecord] = relationship(back_populates="notifications")
     deliveries: Mapped[list[Delivery]] = relationship(
         back_populates="notification", cascade="all, delete-orphan", order_by="Delivery.position"
     )
+
+    # Used to find a button setting's active notification (alerts join it).
+    __table_args__ = (Index("ix_notifications_setting_status", "setting_type", "setting_id", "status"),)
+
+
+class NotificationAlert(db.Model):
+    """An alert that joined a button call's notification (the first one is Notification.alert)."""
+
+    __tablename__ = "notification_alerts"
+
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    alert: Mapped[AlertRecord] = relationship()
 
 
 class Delivery(db.Model):
@@ -654,8 +793,65 @@ class Attempt(db.Model):
     duration: Mapped[int | None] = mapped_column()
     # Which dispatcher placed it (its lease holder name).
     placed_by: Mapped[str] = mapped_column(String(128), default="")
+    # Button calls: when the callee answered, the keys pressed ("1#,7#,3#"), the key that ended
+    # the call normally ("2", "3", "9"), and why the call ended (END_* codes).
+    answered_at: Mapped[datetime | None] = mapped_column()
+    keys: Mapped[str] = mapped_column(Text, default="", server_default="")
+    end_key: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    end_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # AMD found a machine: the dispatcher hangs the call up (hangup_done once Twilio agreed).
+    hangup_wanted: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    hangup_done: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempts")
+    announcements: Mapped[list[CallAnnouncement]] = relationship(
+        back_populates="attempt", cascade="all, delete-orphan", order_by="CallAnnouncement.alert_id"
+    )
+
+
+class CallAnnouncement(db.Model):
+    """An alert read out in one button call: what 3# acknowledges."""
+
+    __tablename__ = "call_announcements"
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+
+    attempt: Mapped[Attempt] = relationship(back_populates="announcements")
+    alert: Mapped[AlertRecord] = relationship()
+
+
+# Acknowledgement states.
+ACK_PENDING = "pending"
+ACK_DONE = "done"
+ACK_FAILED = "failed"
+ACK_STATES = {ACK_PENDING: "送信待ち", ACK_DONE: "送信済み", ACK_FAILED: "失敗"}
+
+
+class Acknowledgement(db.Model):
+    """A fault acknowledged with 3#, on its way back to the monitor (R12)."""
+
+    __tablename__ = "acknowledgements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    host: Mapped[str] = mapped_column(String(255))
+    service: Mapped[str] = mapped_column(String(255), default="")
+    author: Mapped[str] = mapped_column(String(128), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # The sink it goes to (ACK_COMMAND_FILE / ACK_HTTP), "" when none is configured.
+    sink: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(16), default=ACK_PENDING)
+    tries: Mapped[int] = mapped_column(default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column()
+
+    # Used by the dispatcher's ack queue.
+    __table_args__ = (Index("ix_acknowledgements_queue", "status", "next_at"),)
 
 
 class DispatcherLease(db.Model):

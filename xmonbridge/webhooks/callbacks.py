@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 
 from .. import secretbox
 from ..dispatch.outcomes import (
@@ -33,6 +32,7 @@ from ..dispatch.outcomes import (
 from ..extensions import db
 from ..models import CHANNEL_CALL, LOG_STATUS_CALLBACK, Attempt, RequestLog, TwilioAccount, XmonSettings
 from ..public_url import status_callback_url
+from .signature import is_signed
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +168,10 @@ def _refusal(attempt: Attempt, form: Mapping[str, str], signature: str | None, q
     if query_string:
         url = f"{url}?{query_string}"
     try:
-        auth_token = secretbox.decrypt(account.auth_token_encrypted)
+        if not is_signed(account, url, form, signature):
+            return BAD_SIGNATURE
     except secretbox.SecretError:
         return TOKEN_UNREADABLE
-    if not RequestValidator(auth_token).validate(url, form, signature):
-        return BAD_SIGNATURE
     return ""
 
 
