@@ -43,8 +43,25 @@ class Simulator:
             session.commit()
         return sid
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str:
+    def create_call(
+        self,
+        to: str,
+        from_: str,
+        url: str,
+        timeout: int,
+        status_callback: str | None = None,
+        machine_detection_callback: str | None = None,
+    ) -> str:
         return self._record(sid=_sid("CA"), channel="call", from_number=from_, to_number=to, url=url, timeout=timeout)
+
+    def hang_up(self, sid: str) -> CallState:
+        with Session(db.engine) as session:
+            row = session.scalar(select(SimulatedMessage).where(SimulatedMessage.sid == sid))
+            if row is None:
+                raise explain(404, 20404)
+            row.status = "completed"
+            session.commit()
+        return CallState(sid=sid, status="completed")
 
     def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
         return self._record(sid=_sid("SM"), channel="sms", from_number=from_, to_number=to, body=body)

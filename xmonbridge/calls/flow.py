@@ -215,8 +215,7 @@ def answer(attempt: Attempt, now: datetime) -> Reply:
     if attempt.end_reason == END_MACHINE:
         return Reply(hangup=True, note="留守番電話のため切断")
     if notification.status != NOTIFICATION_ACTIVE or not _open_call(attempt):
-        _set_end(attempt, END_ENDED)
-        return Reply(says=compose.spoken([compose.ENDED, closing], replacements), hangup=True, note=compose.ENDED)
+        return _already_ended(attempt, closing, replacements)
     content = content_of(notification)
     _announce(attempt, content)
     if is_resolved(content):
@@ -247,7 +246,7 @@ def press(attempt: Attempt, digits: str | None, now: datetime) -> Reply:
     if attempt.end_reason == END_MACHINE:
         return Reply(hangup=True, note="留守番電話のため切断")
     if notification.status != NOTIFICATION_ACTIVE or not _open_call(attempt):
-        return goodbye(compose.ENDED, reason=END_ENDED, note=compose.ENDED)
+        return _already_ended(attempt, closing, replacements)
     content = content_of(notification)
     if key and is_resolved(content):
         return _resolved(attempt, content, "", closing, replacements, now)
@@ -425,6 +424,16 @@ def _resolved(attempt: Attempt, content: Content, opening: str, closing: str, re
     return Reply(
         says=compose.spoken([opening, compose.RESOLVED, closing], replacements), hangup=True, note=compose.RESOLVED
     )
+
+
+def _already_ended(attempt: Attempt, closing: str, replacements) -> Reply:  # type: ignore[no-untyped-def]
+    """The notification ended while this call went on (resolved, or another user's key)."""
+    resolved = attempt.delivery.notification.end_reason == ENDED_RESOLVED
+    said = compose.RESOLVED if resolved else compose.ENDED
+    _set_end(attempt, END_RESOLVED if resolved else END_ENDED)
+    if attempt.delivery.status in (DELIVERY_SENDING, DELIVERY_CALLING) and attempt.delivery.attempts[-1].id == attempt.id:
+        attempt.delivery.status = DELIVERY_SENT if resolved else DELIVERY_CANCELED
+    return Reply(says=compose.spoken([said, closing], replacements), hangup=True, note=said)
 
 
 def _announce(attempt: Attempt, content: Content) -> None:
