@@ -607,3 +607,17 @@ def test_a_call_whose_status_callback_never_came_is_settled_from_twilio(world: W
     world.run(31)
     world.handset.expect_call(PHONES[0])
     assert world.notification().deliveries[0].attempts[0].end_reason == "no-answer"
+
+
+def test_a_call_twilio_never_ends_is_settled_after_an_hour(world: World) -> None:
+    """Otherwise the notification would stay active and swallow every later alert unheard."""
+    setting = world.setting("rotation", users=world.users[:1], recall_seconds=30)
+    world.alert(setting)
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    world.fake.set_call_status(call.sid, "in-progress")
+    for _ in range(7):
+        world.run(600)
+    world.run(31)
+    world.handset.expect_call(PHONES[0])
+    assert world.notification().deliveries[0].attempts[0].end_reason == "lost"

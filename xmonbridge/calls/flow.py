@@ -71,6 +71,7 @@ END_ENDED = "ended"
 END_NO_INPUT = "no_input"
 END_MACHINE = "machine"
 END_HUNG_UP = "hung_up"
+END_LOST = "lost"
 END_REASONS = {
     END_KEY_2: "2# 次のユーザへ",
     END_KEY_3: "3# 認知済み",
@@ -80,6 +81,7 @@ END_REASONS = {
     END_NO_INPUT: "30 秒以内にボタン操作なし",
     END_MACHINE: "留守番電話が応答",
     END_HUNG_UP: "ボタン操作なしで切断",
+    END_LOST: "通話の結果が分からないまま時間が経過",
     "busy": "話し中",
     "no-answer": "応答なし",
     "failed": "発信失敗",
@@ -323,6 +325,23 @@ def call_ended(attempt: Attempt, now: datetime) -> None:
         else:
             reason = END_HUNG_UP
         _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def call_lost(attempt: Attempt, now: datetime) -> None:
+    """No final status came for far too long: settle the call as not answered (re-call)."""
+    delivery = attempt.delivery
+    if attempt.end_key or delivery.status != DELIVERY_CALLING or delivery.sid != attempt.sid:
+        return
+    reason = attempt.end_reason or END_LOST
+    _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def _after_call(attempt: Attempt, reason: str, now: datetime) -> None:
+    """What follows a call that ended for reason: nothing, a re-call, or the next user."""
+    delivery = attempt.delivery
+    notification = delivery.notification
     if reason in NORMAL_ENDS:
         delivery.status = DELIVERY_SENT if reason != END_ENDED else DELIVERY_CANCELED
         _finish_if_all_done(notification, now)
