@@ -1,5 +1,8 @@
 """Forms of 通話設定(シンプル通話) and SMS 通知設定 (one shared base), and 再生メッセージ置き換え設定.
 
+RecipientSettingForm, the base's base, is what 通話設定(ボタン操作付き) (button_calls/) shares too:
+名称, account, From and the To rows.
+
 Besides 作成/編集 (and 「…と承認」), a setting form has buttons that save nothing:
 「再取得」 (From numbers), 「宛先の追加」 and a row's 「削除」 (server-side fallbacks of the
 page's script), and 「発信テストの実行」/「送信テストの実行」 (a test with the unsaved values).

@@ -163,7 +163,7 @@ def commands_context(screen: Screen, setting: Any) -> dict[str, Any]:
 
 def show_page(screen: Screen, setting_id: int) -> str:
     """詳細表示 of a setting: its fields, its pending changes and its escalation commands."""
-    setting = db.get_or_404(screen.kind.model, setting_id)
+    setting: Any = db.get_or_404(screen.kind.model, setting_id)
     pending = [c for c in approval.pending_for(screen.kind) if c.target_id == setting.id]
     return render_template(
         "notify_settings/show.html",
