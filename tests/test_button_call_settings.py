@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from xmonbridge.extensions import db
 from xmonbridge.models import MODE_ALL, MODE_ROTATION, ButtonCallRecipient, ButtonCallSetting, PendingChange, TwilioAccount, User
 from tests.conftest import AuthActions
-from tests.factories import make_recipient, make_twilio_account, make_user, set_xmon_url
+from tests.factories import make_button_call_setting, make_recipient, make_twilio_account, make_user, set_xmon_url
 
 URL = "/admin/twilio/button-calls/"
 NEW = URL + "new"
@@ -34,17 +34,6 @@ def _three() -> list[User]:
         make_recipient("suzuki", "鈴木 花子", "+819001230002"),
         make_recipient("takahashi", "高橋 健", "+819001230003"),
     ]
-
-
-def make_button_call_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> ButtonCallSetting:
-    """An approved 通話設定(ボタン操作付き)."""
-    values: dict[str, Any] = {"name": "担当者への電話連絡", "account_id": account.id, "from_number": "+815012340001"}
-    values.update(overrides)
-    setting = ButtonCallSetting(**values)
-    setting.recipients = [ButtonCallRecipient(user_id=u.id, position=i) for i, u in enumerate(users)]
-    db.session.add(setting)
-    db.session.commit()
-    return setting
 
 
 def _data(account: Any, users: list[Any], **overrides: str) -> dict[str, str]:
@@ -375,7 +364,7 @@ def test_an_edit_that_changes_nothing_is_not_recorded(client: FlaskClient, logge
 
 def test_delete_goes_through_approval(client: FlaskClient, logged_in: AuthActions) -> None:
     account, users = make_twilio_account(), _three()
-    setting = make_button_call_setting(account, users)
+    setting = make_button_call_setting(account, users, name="担当者への電話連絡")
     show = _text(client.get(f"{URL}{setting.id}"))
     assert ">削除</button>" in show and ">削除と承認</button>" in show
     page = _text(client.post(f"{URL}{setting.id}/delete", follow_redirects=True))
