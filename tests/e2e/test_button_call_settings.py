@@ -70,6 +70,8 @@ def test_add_a_rotation_setting_in_the_chosen_order(
     shot(page, "button_call_list_empty")
     page.get_by_role("link", name="新規作成").click()
     expect(page.get_by_role("heading", name="Twilio 通話設定(ボタン操作付き)の作成")).to_be_visible()
+    # The rows' buttons below are the page script's (they also work without it, by reloading).
+    page.wait_for_load_state("load")
     expect(page.get_by_text(VOICEMAIL_WARNING)).to_be_visible()
     expect(page.get_by_text("障害及び復旧を一回の通話でまとめて読み上げます。")).to_be_visible()
     expect(page.get_by_role("button", name="テスト通話")).to_have_count(0)
