@@ -16,6 +16,7 @@ from .models import PendingChange, XmonSettings
 TWILIO_TABS: list[tuple[str, str]] = [
     ("twilio_accounts.index", "Twilio アカウント情報"),
     ("simple_calls.index", "通話設定(シンプル通話)"),
+    ("button_calls.index", "通話設定(ボタン操作付き)"),
     ("sms_settings.index", "SMS 通知設定"),
     ("logs.index", "ログ"),
     ("logs.simulated", "シミュレーション発信履歴"),

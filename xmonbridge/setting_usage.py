@@ -5,11 +5,19 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from .extensions import db
-from .models import SimpleCallRecipient, SimpleCallSetting, SmsRecipient, SmsSetting
+from .models import (
+    ButtonCallRecipient,
+    ButtonCallSetting,
+    SimpleCallRecipient,
+    SimpleCallSetting,
+    SmsRecipient,
+    SmsSetting,
+)
 
 # (label, setting model, recipient model) of every setting type that names accounts and users.
 SETTING_TYPES: list[tuple[str, type, type]] = [
     ("通話設定(シンプル通話)", SimpleCallSetting, SimpleCallRecipient),
+    ("通話設定(ボタン操作付き)", ButtonCallSetting, ButtonCallRecipient),
     ("SMS 通知設定", SmsSetting, SmsRecipient),
 ]
 

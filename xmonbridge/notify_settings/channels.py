@@ -2,7 +2,8 @@
 
 The views (routes.py) and templates are shared; each screen is described by a Channel:
 its approval kind and form, its test (one call through the TwiML Bin, or one SMS), and
-the words the manual uses for that test.
+the words the manual uses for that test. A Screen (its base) is what a setting screen
+without a test, such as 通話設定(ボタン操作付き), needs of the shared templates.
 """
 
 from __future__ import annotations
@@ -17,43 +18,29 @@ from ..approval import ConfigKind
 from ..config_views import ConfigPages
 from ..messages import SMS_TEMPLATES, compose, sample_alert, sms_segments
 from ..models import LOG_TEST_CALL, LOG_TEST_SMS, SETTING_SIMPLE_CALL, SETTING_SMS, TwilioAccount, User
-from .forms import SettingForm, SimpleCallForm, SmsSettingForm
+from .forms import RecipientSettingForm, SettingForm, SimpleCallForm, SmsSettingForm
 from .kind import SIMPLE_CALL_KIND, SMS_KIND
 
 
-@dataclass(frozen=True)
-class Channel:
-    """One kind of notification setting, as its screens present it."""
+@dataclass(frozen=True, kw_only=True)
+class Screen:
+    """One kind of notification setting, as its 一覧, form and 詳細表示 present it."""
 
     blueprint: str
-    # RequestLog.setting_type of its requests.
+    # RequestLog.setting_type of its requests, and the alert API's kind.
     setting_type: str
     kind: ConfigKind
-    form_class: type[SettingForm]
+    form_class: type[RecipientSettingForm]
     # The sentence under the form's heading.
     intro: str
-    # 「テスト通話」/「送信テスト」 and the sentence about its cost (§5.1.3, §6).
-    test_label: str
-    test_cost_note: str
-    # What the test does to its one destination: 発信 (a call) or 送信 (an SMS).
-    test_verb: str
-    # Sends one test with the form's unsaved values; returns the SID or raises TwilioError.
-    send_test: Callable[[SettingForm, TwilioAccount, User, int | None], str]
-    # Says the test went out; formatted with sid= and to=.
-    test_done: str
-    # Looks on Twilio for what a test with an unknown outcome may have sent: (account, to,
-    # from, since) -> what was found. A test is never repeated blind.
-    find_sent: Callable[[TwilioAccount, str, str, datetime], list[telephony.Placed]]
     # Extra rows of the detail page: (field name to show them after, label, text).
-    extra_rows: Callable[[Any], list[tuple[str, str, str]]]
-    # The 再生メッセージ置き換え設定 page linked from the 一覧 (speech only).
-    replacements_endpoint: str | None = None
+    extra_rows: Callable[[Any], list[tuple[str, str, str]]] = lambda setting: []
     # The (?) beside the form's heading: what this kind of notification is (§5.1.3).
     heading_help: str = ""
 
     @property
     def label(self) -> str:
-        """The screen's name: 通話設定(シンプル通話) or SMS 通知設定."""
+        """The screen's name: 通話設定(シンプル通話), SMS 通知設定, …."""
         return self.kind.label
 
     @property
@@ -84,6 +71,27 @@ class Channel:
             rows.append((f.label, texts[f.name]))
             rows += [(label, text) for after, label, text in extras if after == f.name]
         return rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Channel(Screen):
+    """A screen with a message and a test: 通話設定(シンプル通話) or SMS 通知設定."""
+
+    form_class: type[SettingForm]
+    # 「テスト通話」/「送信テスト」 and the sentence about its cost (§5.1.3, §6).
+    test_label: str
+    test_cost_note: str
+    # What the test does to its one destination: 発信 (a call) or 送信 (an SMS).
+    test_verb: str
+    # Sends one test with the form's unsaved values; returns the SID or raises TwilioError.
+    send_test: Callable[[SettingForm, TwilioAccount, User, int | None], str]
+    # Says the test went out; formatted with sid= and to=.
+    test_done: str
+    # Looks on Twilio for what a test with an unknown outcome may have sent: (account, to,
+    # from, since) -> what was found. A test is never repeated blind.
+    find_sent: Callable[[TwilioAccount, str, str, datetime], list[telephony.Placed]]
+    # The 再生メッセージ置き換え設定 page linked from the 一覧 (speech only).
+    replacements_endpoint: str | None = None
 
 
 def _test_call(form: SettingForm, account: TwilioAccount, to: User, setting_id: int | None) -> str:

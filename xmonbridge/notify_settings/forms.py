@@ -1,5 +1,8 @@
 """Forms of 通話設定(シンプル通話) and SMS 通知設定 (one shared base), and 再生メッセージ置き換え設定.
 
+RecipientSettingForm, the base's base, is what 通話設定(ボタン操作付き) (button_calls/) shares too:
+名称, account, From and the To rows.
+
 Besides 作成/編集 (and 「…と承認」), a setting form has buttons that save nothing:
 「再取得」 (From numbers), 「宛先の追加」 and a row's 「削除」 (server-side fallbacks of the
 page's script), and 「発信テストの実行」/「送信テストの実行」 (a test with the unsaved values).
@@ -74,12 +77,11 @@ def number_label(number: TwilioPhoneNumber) -> str:
     return f"{shown}({name})" if name and name not in (number.phone_number, shown) else shown
 
 
-class SettingForm(BaseForm):
-    """What 通話設定(シンプル通話) and SMS 通知設定 share (tables 2 and 5)."""
+class RecipientSettingForm(BaseForm):
+    """What every notification setting form shares: 名称, Twilio アカウント情報, Twilio 電話番号(From),
+    the 宛先の電話番号(To) rows and the save buttons."""
 
     kind: ClassVar[ConfigKind]
-    templates: ClassVar[dict[str, Template]]
-    custom_max: ClassVar[int]
     # From numbers offered: voice-capable ones for calls, sms-capable ones for SMS.
     voice_numbers: ClassVar[bool]
     # Simple calls dial through the account's TwiML Bin, so only such accounts are offered.
@@ -103,18 +105,12 @@ class SettingForm(BaseForm):
         min_entries=1,
         max_entries=100,
     )
-    message_template = SelectField("メッセージの内容", invalid_choice_message="メッセージの内容を一覧から選択してください。")
-    custom_message = TextAreaField("指定するメッセージ", filters=[unix_newlines, strip])
-    test_to = SelectField(
-        "テスト時の宛先の電話番号", coerce=_optional_int, choices=lambda form, field: form.test_options(), validate_choice=False
-    )
     submit = SubmitField("作成")
     submit_approve = SubmitField("作成と承認")
     refresh_numbers = SubmitField("再取得")
     add_recipient = SubmitField("宛先の追加")
     # The row whose 「削除」 was pressed without the page's script.
     remove_recipient = IntegerField(validators=[Optional()])
-    run_test = SubmitField("テストの実行")
 
     def __init__(self, *args: Any, setting: Any = None, **kwargs: Any) -> None:
         values = self.kind.values_of(setting) if setting is not None else None
@@ -122,19 +118,12 @@ class SettingForm(BaseForm):
         self.setting = setting
         self.accounts = self.offered_accounts()
         self.account_id.choices = [SelectChoice(str(a.id), a.name) for a in self.accounts]
-        if not self.is_submitted():
-            if self.account_id.data is None and self.accounts:
-                self.account_id.data = self.accounts[0].id
-            if self.message_template.data is None:
-                self.message_template.data = next(iter(self.templates))
+        if not self.is_submitted() and self.account_id.data is None and self.accounts:
+            self.account_id.data = self.accounts[0].id
         self.account = next((a for a in self.accounts if a.id == self.account_id.data), None)
         self.recipient_options = [SelectChoice("", "選択してください")] + [
             SelectChoice(str(u.id), recipient_label(u))
             for u in db.session.scalars(select(User).where(User.phone.is_not(None)).order_by(User.phone, User.id))
-        ]
-        self.message_template.choices = [
-            SelectChoice(key, label, render_kw=self.template_option_attrs(key))
-            for key, label in template_choices(self.templates)
         ]
         self.from_number.choices = []
         self.numbers: list[TwilioPhoneNumber] = []
@@ -159,18 +148,9 @@ class SettingForm(BaseForm):
         self.numbers = self.numbers_of(self.account.id) if self.account is not None else []
         self.from_number.choices = [SelectChoice(n.phone_number, number_label(n)) for n in self.numbers]
 
-    def template_option_attrs(self, key: str) -> dict[str, Any]:
-        """Extra attributes of a メッセージの内容 option, for the page's script."""
-        return {}
-
     def recipient_ids(self) -> list[int]:
         """The chosen recipients, in row order, blanks left out."""
         return [entry.data for entry in self.recipients if entry.data is not None]
-
-    def test_options(self) -> list[SelectChoice]:
-        """The form's current To rows, as the test's destinations."""
-        labels = {c.value: c.label for c in self.recipient_options}
-        return [SelectChoice(str(i), labels[str(i)]) for i in dict.fromkeys(self.recipient_ids()) if str(i) in labels]
 
     def add_row(self) -> None:
         """Add a blank To row (the no-script 「宛先の追加」), up to the list's maximum."""
@@ -187,28 +167,9 @@ class SettingForm(BaseForm):
             del ids[index]
         self.recipients.process(None, ids)
 
-    def samples(self) -> list[tuple[str, str]]:
-        """(label, text) of each template, from the sample alert, for the (?) icon."""
-        texts = samples(self.templates)
-        return [(self.templates[key].label, text) for key, text in texts.items()]
-
-    def message_text(self) -> str:
-        """The message as the sample alert would produce it (custom text as typed)."""
-        key = self.message_template.data if self.message_template.data in (*self.templates, CUSTOM) else CUSTOM
-        return compose(self.templates, key, sample_alert(), self.custom_message.data or "")
-
     def validate_name(self, field: StringField) -> None:
         """Refuse a name that a setting, or a setting waiting to be created, has."""
         check_unique_name(self.kind, field.data, self.setting)
-
-    def validate_custom_message(self, field: TextAreaField) -> None:
-        """Require the text for 「内容を指定する」, within the channel's limit."""
-        if self.message_template.data != CUSTOM:
-            return
-        if not field.data:
-            raise ValidationError("「内容を指定する」を選択した場合は、メッセージを入力してください。")
-        if len(field.data) > self.custom_max:
-            raise ValidationError(f"メッセージは {self.custom_max} 文字以内で入力してください(現在 {len(field.data)} 文字)。")
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Also refuse blank and repeated To rows (each row gets its own message)."""
@@ -227,24 +188,13 @@ class SettingForm(BaseForm):
             ok = False
         return ok
 
-    def validate_for_test(self) -> bool:
-        """Validate as for saving, and require a test destination among the To rows."""
-        ok = self.validate()
-        if self.test_to.data is None or self.test_to.data not in self.recipient_ids():
-            add_error(self.test_to, NO_TEST_RECIPIENT)
-            ok = False
-        return ok
-
     def values(self) -> dict[str, Any]:
         """The proposed values, as the approval payload holds them."""
-        custom = self.message_template.data == CUSTOM
         return {
             "name": self.name.data,
             "account_id": self.account_id.data,
             "from_number": self.from_number.data,
             "recipients": self.recipient_ids(),
-            "message_template": self.message_template.data,
-            "custom_message": self.custom_message.data if custom else "",
         }
 
     def accounts_data(self) -> dict[str, Any]:
@@ -255,6 +205,73 @@ class SettingForm(BaseForm):
                 "numbers": [[n.phone_number, number_label(n)] for n in self.numbers_of(a.id)],
             }
             for a in self.accounts
+        }
+
+
+class SettingForm(RecipientSettingForm):
+    """What 通話設定(シンプル通話) and SMS 通知設定 share (tables 2 and 5): the message and the test."""
+
+    templates: ClassVar[dict[str, Template]]
+    custom_max: ClassVar[int]
+
+    message_template = SelectField("メッセージの内容", invalid_choice_message="メッセージの内容を一覧から選択してください。")
+    custom_message = TextAreaField("指定するメッセージ", filters=[unix_newlines, strip])
+    test_to = SelectField(
+        "テスト時の宛先の電話番号", coerce=_optional_int, choices=lambda form, field: form.test_options(), validate_choice=False
+    )
+    run_test = SubmitField("テストの実行")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_submitted() and self.message_template.data is None:
+            self.message_template.data = next(iter(self.templates))
+        self.message_template.choices = [
+            SelectChoice(key, label, render_kw=self.template_option_attrs(key))
+            for key, label in template_choices(self.templates)
+        ]
+
+    def template_option_attrs(self, key: str) -> dict[str, Any]:
+        """Extra attributes of a メッセージの内容 option, for the page's script."""
+        return {}
+
+    def test_options(self) -> list[SelectChoice]:
+        """The form's current To rows, as the test's destinations."""
+        labels = {c.value: c.label for c in self.recipient_options}
+        return [SelectChoice(str(i), labels[str(i)]) for i in dict.fromkeys(self.recipient_ids()) if str(i) in labels]
+
+    def samples(self) -> list[tuple[str, str]]:
+        """(label, text) of each template, from the sample alert, for the (?) icon."""
+        texts = samples(self.templates)
+        return [(self.templates[key].label, text) for key, text in texts.items()]
+
+    def message_text(self) -> str:
+        """The message as the sample alert would produce it (custom text as typed)."""
+        key = self.message_template.data if self.message_template.data in (*self.templates, CUSTOM) else CUSTOM
+        return compose(self.templates, key, sample_alert(), self.custom_message.data or "")
+
+    def validate_custom_message(self, field: TextAreaField) -> None:
+        """Require the text for 「内容を指定する」, within the channel's limit."""
+        if self.message_template.data != CUSTOM:
+            return
+        if not field.data:
+            raise ValidationError("「内容を指定する」を選択した場合は、メッセージを入力してください。")
+        if len(field.data) > self.custom_max:
+            raise ValidationError(f"メッセージは {self.custom_max} 文字以内で入力してください(現在 {len(field.data)} 文字)。")
+
+    def validate_for_test(self) -> bool:
+        """Validate as for saving, and require a test destination among the To rows."""
+        ok = self.validate()
+        if self.test_to.data is None or self.test_to.data not in self.recipient_ids():
+            add_error(self.test_to, NO_TEST_RECIPIENT)
+            ok = False
+        return ok
+
+    def values(self) -> dict[str, Any]:
+        custom = self.message_template.data == CUSTOM
+        return {
+            **super().values(),
+            "message_template": self.message_template.data,
+            "custom_message": self.custom_message.data if custom else "",
         }
 
 

@@ -33,12 +33,12 @@ def recipient_label(user: User) -> str:
     return f"{phone.display(user.phone)}({user.display_name})"
 
 
-def _account_text(account_id: Any) -> str:
+def account_text(account_id: Any) -> str:
     account = db.session.get(TwilioAccount, account_id) if account_id else None
     return account.name if account is not None else "(削除された Twilio アカウント情報)"
 
 
-def _phone_text(number: Any) -> str:
+def phone_text(number: Any) -> str:
     return phone.display(number) or "(未設定)"
 
 
@@ -46,13 +46,13 @@ def sender_text(sender: Any) -> str:
     """An SMS sender as people read it: a number, an alphanumeric sender ID or a Messaging Service."""
     value = str(sender or "")
     if value.startswith("+") or not value:
-        return _phone_text(value)
+        return phone_text(value)
     if telephony.is_messaging_service(value):
         return f"Messaging Service SID: {value}"
     return f"英数字の送信者 ID: {value}"
 
 
-def _recipients_text(user_ids: Any) -> str:
+def recipients_text(user_ids: Any) -> str:
     ids = list(user_ids or [])
     users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(ids)))}
     lines = [recipient_label(users[i]) if i in users else "(削除されたユーザ)" for i in ids]
@@ -89,27 +89,16 @@ def _make_check(label: str, model: type, needs_bin_url: bool) -> Callable[[str, 
     return check
 
 
-def _make_kind(
+def recipient_kind(
     key: str,
     label: str,
     model: type,
     recipient_model: type,
-    templates: dict[str, Template],
+    fields: tuple[Field, ...],
     detail_endpoint: str,
-    extra_fields: tuple[Field, ...] = (),
     needs_bin_url: bool = False,
-    from_field: Field = Field("from_number", "Twilio 電話番号(From)", show=_phone_text),
 ) -> ConfigKind:
-    """A setting kind: plain columns plus the ordered recipient rows."""
-    fields = (
-        Field("name", "名称"),
-        Field("account_id", "Twilio アカウント情報", show=_account_text),
-        from_field,
-        Field("recipients", "宛先の電話番号(To)", show=_recipients_text),
-        Field("message_template", "メッセージの内容", show=_template_text(templates)),
-        Field("custom_message", "指定したメッセージ"),
-        *extra_fields,
-    )
+    """Register a setting kind: plain columns plus the ordered recipient rows (field "recipients")."""
 
     def snapshot(obj: Any) -> dict[str, Any]:
         """Current values, recipients as user ids in list order."""
@@ -138,6 +127,30 @@ def _make_kind(
             check=_make_check(label, model, needs_bin_url),
         )
     )
+
+
+def _make_kind(
+    key: str,
+    label: str,
+    model: type,
+    recipient_model: type,
+    templates: dict[str, Template],
+    detail_endpoint: str,
+    extra_fields: tuple[Field, ...] = (),
+    needs_bin_url: bool = False,
+    from_field: Field = Field("from_number", "Twilio 電話番号(From)", show=phone_text),
+) -> ConfigKind:
+    """A simple-call or SMS setting kind: the common fields, the message, then extra_fields."""
+    fields = (
+        Field("name", "名称"),
+        Field("account_id", "Twilio アカウント情報", show=account_text),
+        from_field,
+        Field("recipients", "宛先の電話番号(To)", show=recipients_text),
+        Field("message_template", "メッセージの内容", show=_template_text(templates)),
+        Field("custom_message", "指定したメッセージ"),
+        *extra_fields,
+    )
+    return recipient_kind(key, label, model, recipient_model, fields, detail_endpoint, needs_bin_url)
 
 
 SIMPLE_CALL_KIND = _make_kind(

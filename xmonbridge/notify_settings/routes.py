@@ -26,8 +26,8 @@ from ..models import (
     utcnow,
 )
 from . import simple_bp, sms_bp
-from .channels import SIMPLE_CALL, SMS, Channel
-from .forms import NO_SMS_NUMBER, NOT_MOBILE, ReplacementForm, SettingForm
+from .channels import SIMPLE_CALL, SMS, Channel, Screen
+from .forms import NO_SMS_NUMBER, NOT_MOBILE, RecipientSettingForm, ReplacementForm, SettingForm
 from .kind import REPLACEMENTS_KIND, recipient_label
 
 
@@ -48,7 +48,7 @@ def _guide_context() -> dict[str, Any]:
     return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().effective_voice)}
 
 
-def _load_numbers(form: SettingForm) -> str | None:
+def load_numbers(form: RecipientSettingForm) -> str | None:
     """Fill the From list: read it from Twilio on 「再取得」 or if the account's were never read.
 
     An account that owns no number is read once too, not on every request (each read is a
@@ -119,7 +119,7 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
         return render_template(
             "notify_settings/no_account.html", channel=channel, setting=setting, **_guide_context()
         )
-    numbers_error = _load_numbers(form)
+    numbers_error = load_numbers(form)
     test_result = None
     if form.is_submitted():
         if form.run_test.data:
@@ -146,10 +146,10 @@ def _form_page(channel: Channel, setting: Any = None) -> Response | str:
     )
 
 
-def _commands_context(channel: Channel, setting: Any) -> dict[str, Any]:
+def commands_context(screen: Screen, setting: Any) -> dict[str, Any]:
     """The escalation command blocks of a setting (R11), grouped by variant, for its detail page."""
     blocks = alert_commands.blocks(
-        channel.setting_type, setting.id, setting.name, XmonSettings.get().xmon_url, alert_commands.installed_notify_path()
+        screen.setting_type, setting.id, setting.name, XmonSettings.get().xmon_url, alert_commands.installed_notify_path()
     )
     groups = [(variant, [b for b in blocks if b.variant == variant]) for variant in alert_commands.VARIANT_LABELS]
     return {
@@ -159,6 +159,22 @@ def _commands_context(channel: Channel, setting: Any) -> dict[str, Any]:
         "token_macro": alert_commands.TOKEN_MACRO,
         "notify_path": alert_commands.installed_notify_path(),
     }
+
+
+def show_page(screen: Screen, setting_id: int) -> str:
+    """詳細表示 of a setting: its fields, its pending changes and its escalation commands."""
+    setting: Any = db.get_or_404(screen.kind.model, setting_id)
+    pending = [c for c in approval.pending_for(screen.kind) if c.target_id == setting.id]
+    return render_template(
+        "notify_settings/show.html",
+        channel=screen,
+        setting=setting,
+        rows=screen.detail_rows(setting),
+        pending=[(c, approval.diff(c)) for c in pending],
+        actions=ACTIONS,
+        delete_form=DeleteForm(),
+        **commands_context(screen, setting),
+    )
 
 
 def register(bp: Blueprint, channel: Channel) -> None:
@@ -190,18 +206,7 @@ def register(bp: Blueprint, channel: Channel) -> None:
     @admin_required
     def show(setting_id: int) -> str:
         """Show one setting and its pending changes."""
-        setting = _get_setting_or_404(channel, setting_id)
-        pending = [c for c in approval.pending_for(channel.kind) if c.target_id == setting.id]
-        return render_template(
-            "notify_settings/show.html",
-            channel=channel,
-            setting=setting,
-            rows=channel.detail_rows(setting),
-            pending=[(c, approval.diff(c)) for c in pending],
-            actions=ACTIONS,
-            delete_form=DeleteForm(),
-            **_commands_context(channel, setting),
-        )
+        return show_page(channel, setting_id)
 
     @bp.route("/<int:setting_id>/edit", methods=["GET", "POST"])
     @admin_required

@@ -1,5 +1,6 @@
-// 通話設定(シンプル通話) and SMS 通知設定 forms: To rows, the custom message, its counter and
-// SMS segments, and the account's TwiML Bin URL and From numbers. Every button also works
+// 通話設定(シンプル通話), 通話設定(ボタン操作付き) and SMS 通知設定 forms: To rows (added, removed
+// and, for button calls, moved 「上へ」「下へ」), the custom message, its counter and SMS
+// segments, and the account's TwiML Bin URL and From numbers. Every button also works
 // without this script (the server re-renders the form), so it only saves round trips.
 "use strict";
 
@@ -72,13 +73,18 @@ function initSettingForm(form) {
 
   // Rows are recipients-0, recipients-1, … in page order, so the server keeps that order.
   function renumberRows() {
-    rows.querySelectorAll(".recipient-row").forEach((row, index) => {
+    const all = rows.querySelectorAll(".recipient-row");
+    all.forEach((row, index) => {
       const select = row.querySelector("select");
       select.name = select.id = `recipients-${index}`;
       const label = row.querySelector("label");
       label.htmlFor = select.id;
       label.textContent = index === 0 ? "宛先の電話番号(To)" : `宛先の電話番号(To) ${index + 1}`;
       row.querySelector("[data-remove-row]").value = index;
+      for (const move of row.querySelectorAll("[data-move-row]")) {
+        move.value = index;
+        move.disabled = move.dataset.moveRow === "-1" ? index === 0 : index === all.length - 1;
+      }
     });
   }
 
@@ -103,6 +109,18 @@ function initSettingForm(form) {
     } else {
       row.querySelector("select").value = "";
     }
+  }
+
+  // 「上へ」/「下へ」: swap the row with its neighbour; focus stays on a button of the moved row.
+  function moveRow(row, step) {
+    const neighbour = step < 0 ? row.previousElementSibling : row.nextElementSibling;
+    if (!neighbour) return;
+    if (step < 0) neighbour.before(row);
+    else neighbour.after(row);
+    renumberRows();
+    const [up, down] = row.querySelectorAll("[data-move-row]");
+    const pressed = step < 0 ? up : down;
+    (pressed.disabled ? (step < 0 ? down : up) : pressed).focus();
   }
 
   // The test's destination is one of the To rows as they are now.
@@ -130,6 +148,11 @@ function initSettingForm(form) {
       event.preventDefault();
       removeRow(remove.closest(".recipient-row"));
     }
+    const move = event.target.closest("[data-move-row]");
+    if (move) {
+      event.preventDefault();
+      moveRow(move.closest(".recipient-row"), Number(move.dataset.moveRow));
+    }
   });
   // SMS: show only the field of the chosen sender kind.
   const senderKinds = form.querySelectorAll("[data-sender-kind]");
@@ -155,16 +178,21 @@ function initSettingForm(form) {
   });
 
   account.addEventListener("change", showAccount);
-  template.addEventListener("change", showMessage);
-  custom.addEventListener("input", showMessage);
-  const modal = document.getElementById("test-modal");
-  modal.addEventListener("show.bs.modal", fillTestTo);
-  showMessage();
+  // The message and the test: not on the 通話設定(ボタン操作付き) form.
+  if (template) {
+    template.addEventListener("change", showMessage);
+    custom.addEventListener("input", showMessage);
+    showMessage();
+  }
   // The server renders an empty From list as an empty box: say why (never read, or none).
   if (fromNumber.options.length === 0) showAccount();
-  // A refused test leaves its message inside the dialog: open it again.
-  if (modal.querySelector(".invalid-feedback") && window.bootstrap) {
-    window.bootstrap.Modal.getOrCreateInstance(modal).show();
+  const modal = document.getElementById("test-modal");
+  if (modal) {
+    modal.addEventListener("show.bs.modal", fillTestTo);
+    // A refused test leaves its message inside the dialog: open it again.
+    if (modal.querySelector(".invalid-feedback") && window.bootstrap) {
+      window.bootstrap.Modal.getOrCreateInstance(modal).show();
+    }
   }
 }
 
