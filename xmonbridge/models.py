@@ -8,6 +8,7 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, Index, String, Text, delete, false as sa_false, func, select, text
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from werkzeug.security import generate_password_hash
 
@@ -699,8 +700,19 @@ class Notification(db.Model):
         back_populates="notification", cascade="all, delete-orphan", order_by="Delivery.position"
     )
 
-    # Used to find a button setting's active notification (alerts join it).
-    __table_args__ = (Index("ix_notifications_setting_status", "setting_type", "setting_id", "status"),)
+    # Used to find a button setting's active notification (alerts join it); at most one is
+    # active per button-call setting, even if two intakes raced past their checks.
+    __table_args__ = (
+        Index("ix_notifications_setting_status", "setting_type", "setting_id", "status"),
+        Index(
+            "uq_notifications_active_button",
+            "setting_type",
+            "setting_id",
+            unique=True,
+            sqlite_where=sql_text("status = 'active' AND setting_type = 'button_call'"),
+            postgresql_where=sql_text("status = 'active' AND setting_type = 'button_call'"),
+        ),
+    )
 
 
 class NotificationAlert(db.Model):

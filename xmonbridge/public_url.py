@@ -20,3 +20,26 @@ def status_callback_url(xmon_url: str | None, token: str) -> str | None:
     """The StatusCallback URL of one attempt, or None with no X-MON URL (closed network)."""
     root = base(xmon_url)
     return f"{root}{STATUS_CALLBACK_PATH}{token}" if root else None
+
+
+VOICE_PATH = "/twilio/voice/"
+GATHER_PATH = "/twilio/gather/"
+AMD_PATH = "/twilio/amd/"
+
+
+def voice_url(xmon_url: str | None, token: str) -> str | None:
+    """Where Twilio fetches a button call's TwiML when the callee answers."""
+    root = base(xmon_url)
+    return f"{root}{VOICE_PATH}{token}" if root else None
+
+
+def gather_url(xmon_url: str | None, token: str) -> str | None:
+    """Where Twilio posts the keys a button call's callee pressed (<Gather action>)."""
+    root = base(xmon_url)
+    return f"{root}{GATHER_PATH}{token}" if root else None
+
+
+def amd_url(xmon_url: str | None, token: str) -> str | None:
+    """Where Twilio posts the answering-machine detection result (AsyncAmdStatusCallback)."""
+    root = base(xmon_url)
+    return f"{root}{AMD_PATH}{token}" if root else None

@@ -115,6 +115,9 @@ def upgrade():
         batch_op.add_column(sa.Column('machine_detection', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column('end_reason', sa.Text(), server_default='', nullable=False))
         batch_op.create_index('ix_notifications_setting_status', ['setting_type', 'setting_id', 'status'], unique=False)
+        batch_op.create_index('uq_notifications_active_button', ['setting_type', 'setting_id'], unique=True,
+                              sqlite_where=sa.text("status = 'active' AND setting_type = 'button_call'"),
+                              postgresql_where=sa.text("status = 'active' AND setting_type = 'button_call'"))
 
     with op.batch_alter_table('twilio_accounts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('previous_auth_token_encrypted', sa.Text(), nullable=True))
@@ -146,6 +149,7 @@ def downgrade():
         batch_op.drop_column('previous_auth_token_encrypted')
 
     with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('uq_notifications_active_button')
         batch_op.drop_index('ix_notifications_setting_status')
         batch_op.drop_column('end_reason')
         batch_op.drop_column('machine_detection')
