@@ -10,17 +10,22 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from .. import approval, from_numbers, telephony
+from .. import approval, from_numbers, phone, telephony
 from ..access import admin_required
+from ..calls import testcall
 from ..config_views import add_error
 from ..extensions import db
-from ..models import ACTIONS, MESSAGE_TEXT_MAX, REPLACEMENT_BUTTON, User
+from ..models import ACTIONS, MESSAGE_TEXT_MAX, REPLACEMENT_BUTTON, User, XmonSettings
 from ..notify_settings.routes import replacements_page
 from . import bp, kind, store
 from .forms import MessageTemplateForm
 
 # The 通話設定(ボタン操作付き) list, whose 「メッセージテンプレート」 button leads here.
 BUTTON_CALLS_INDEX = "button_calls.index"
+NO_XMON_URL = (
+    "X-MON 設定の X-MON URL が設定されていないため、テスト通話を実行できません。ボタン操作付きの通話では、"
+    "電話に出たときに Twilio が X-MON URL に接続して読み上げる内容を取得します。"
+)
 
 
 def _tabs_context(active: str) -> dict[str, Any]:
@@ -94,9 +99,23 @@ class TestResult:
 
 def _run_test(form: MessageTemplateForm) -> TestResult:
     """Queue one button call with the form's unsaved messages; nothing is saved."""
+    refused = TestResult(False, "入力内容に誤りがあるため、テスト通話を実行できませんでした。各項目を確認してください。")
     if not form.validate_for_test():
-        return TestResult(False, "入力内容に誤りがあるため、テスト通話を実行できませんでした。各項目を確認してください。")
-    return TestResult(False, "テスト通話はまだ使用できません。")
+        return refused
+    user, account = form.test_user(), form.account
+    if user is None or account is None:  # validated just above; a guard, not an assert (-O drops those)
+        return refused
+    if not XmonSettings.get().xmon_url:
+        # Twilio fetches what a button call says from the X-MON URL when the callee answers.
+        return TestResult(False, NO_XMON_URL)
+    notification = testcall.start_test_call(
+        account, str(form.test_from.data), user, form.opening_message.data or "", form.closing_message.data or ""
+    )
+    db.session.commit()
+    message = f"テスト通話を{phone.display(user.phone)}に発信します。通話の状況はインシデントで確認できます。"
+    if current_app.config["TWILIO_MODE"] == "simulate":
+        message += "(シミュレーションモードのため、実際には発信されません。)"
+    return TestResult(True, message, url_for("incidents.show", alert_id=notification.alert_id))
 
 
 def _save(form: MessageTemplateForm, user: User) -> Response | None:
