@@ -16,6 +16,7 @@ function initTemplateForm(form) {
       const count = charCount(field.value);
       counter.querySelector("[data-count]").textContent = count.toLocaleString("en-US");
       counter.classList.toggle("text-danger", count > max);
+      counter.classList.toggle("text-muted", count <= max);
     };
     field.addEventListener("input", show);
     show();
