@@ -15,6 +15,8 @@ from xmonbridge.models import (
     SETTING_SMS,
     AlertRecord,
     Attempt,
+    ButtonCallRecipient,
+    ButtonCallSetting,
     Delivery,
     Notification,
     SimpleCallRecipient,
@@ -91,6 +93,26 @@ def make_simple_call_setting(account: TwilioAccount, users: list[User], **overri
 def make_sms_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> SmsSetting:
     """An approved SMS 通知設定."""
     return _make_setting(SmsSetting, SmsRecipient, account, users, **overrides)  # type: ignore[no-any-return]
+
+
+def make_button_call_setting(account: TwilioAccount, users: list[User], **overrides: Any) -> ButtonCallSetting:
+    """An approved 通話設定(ボタン操作付き) (一斉通知 unless mode="rotation")."""
+    values: dict[str, Any] = {
+        "name": "ボタン操作付きの連絡",
+        "account_id": account.id,
+        "from_number": "+815012340001",
+        "mode": "all",
+        "ring_seconds": 60,
+        "recall_seconds": 60,
+        "max_calls": 0,
+        "machine_detection": False,
+    }
+    values.update(overrides)
+    setting = ButtonCallSetting(**values)
+    setting.recipients = [ButtonCallRecipient(user_id=u.id, position=i) for i, u in enumerate(users)]
+    db.session.add(setting)
+    db.session.commit()
+    return setting
 
 
 def make_alert(

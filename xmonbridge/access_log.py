@@ -1,7 +1,7 @@
 """gunicorn's access log without the secrets in URLs (`serve` uses it; so can `gunicorn wsgi:app`).
 
-Each status callback URL ends in an unguessable per-attempt token (public_url.py); the access
-log shows `/twilio/status/…` instead.
+Each webhook URL (status callback, voice, gather, answering-machine detection) ends in an
+unguessable per-attempt token (public_url.py); the access log shows `/twilio/status/…` instead.
 """
 
 from __future__ import annotations
@@ -11,22 +11,23 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from .public_url import STATUS_CALLBACK_PATH
+from .public_url import AMD_PATH, GATHER_PATH, STATUS_CALLBACK_PATH, VOICE_PATH
 
-_TOKEN = re.compile(re.escape(STATUS_CALLBACK_PATH) + r"[^/?\s]*")
-REDACTED = STATUS_CALLBACK_PATH + "…"
+PATHS = (STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, AMD_PATH)
+_TOKEN = re.compile("(" + "|".join(re.escape(p) for p in PATHS) + r")[^/?\s]*")
 
 
 def redact(text: str) -> str:
     """A URL or request line with callback tokens replaced by …."""
-    return _TOKEN.sub(REDACTED, text)
+    return _TOKEN.sub(lambda match: match.group(1) + "…", text)
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger, writing request lines with callback tokens left out."""
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if STATUS_CALLBACK_PATH in str(environ.get("RAW_URI", "")) or STATUS_CALLBACK_PATH in str(environ.get("PATH_INFO", "")):
+        raw = str(environ.get("RAW_URI", "")) + str(environ.get("PATH_INFO", ""))
+        if any(path in raw for path in PATHS):
             environ = dict(environ)
             for key in ("RAW_URI", "PATH_INFO", "REQUEST_URI"):
                 if key in environ:

@@ -31,6 +31,7 @@ from .extensions import db
 from .models import (
     LOG_CALL,
     LOG_FETCH_CALL,
+    LOG_HANGUP,
     LOG_FETCH_MESSAGE,
     LOG_FIND_CALLS,
     LOG_FIND_MESSAGES,
@@ -110,7 +111,16 @@ class Backend(Protocol):
 
     simulated: bool
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str: ...
+    def create_call(
+        self,
+        to: str,
+        from_: str,
+        url: str,
+        timeout: int,
+        status_callback: str | None = None,
+        machine_detection_callback: str | None = None,
+    ) -> str: ...
+    def hang_up(self, sid: str) -> CallState: ...
     def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str: ...
     def list_numbers(self) -> list[OwnedNumber]: ...
     def fetch_call(self, sid: str) -> CallState: ...
@@ -133,12 +143,33 @@ class LiveBackend:
         # Only the base URL: setting edge/region would rewrite the host.
         self.client.api.base_url = cfg["TWILIO_API_BASE"].rstrip("/")
 
-    def create_call(self, to: str, from_: str, url: str, timeout: int, status_callback: str | None = None) -> str:
+    def create_call(
+        self,
+        to: str,
+        from_: str,
+        url: str,
+        timeout: int,
+        status_callback: str | None = None,
+        machine_detection_callback: str | None = None,
+    ) -> str:
         extra: dict[str, Any] = {}
         if status_callback:
             # Only the final status: one callback per call, when it has ended.
             extra = {"status_callback": status_callback, "status_callback_method": "POST"}
+        if machine_detection_callback:
+            # Asynchronous: the call goes on at once; the result arrives at the callback
+            # (synchronous detection would hold the TwiML request for up to 30 s).
+            extra.update(
+                machine_detection="Enable",
+                async_amd="true",
+                async_amd_status_callback=machine_detection_callback,
+                async_amd_status_callback_method="POST",
+            )
         return str(self.client.calls.create(to=to, from_=from_, url=url, timeout=timeout, **extra).sid)
+
+    def hang_up(self, sid: str) -> CallState:
+        call = self.client.calls(sid).update(status="completed")
+        return CallState(sid=sid, status=str(call.status))
 
     def create_message(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
         extra: dict[str, Any] = {"status_callback": status_callback} if status_callback else {}
@@ -321,6 +352,7 @@ def place_call(
     context: LogContext | None = None,
     shortened_from: int | None = None,
     status_callback: str | None = None,
+    machine_detection_callback: str | None = None,
 ) -> str:
     """Create a call that fetches its TwiML from url; return the Call SID.
 
@@ -331,6 +363,8 @@ def place_call(
     summary: dict[str, Any] = {"Url": url, "Timeout": timeout}
     if shortened_from is not None:
         summary[SHORTENED_FROM] = shortened_from
+    if machine_detection_callback:
+        summary["MachineDetection"] = "Enable"
 
     def create(backend: Backend) -> str:
         if len(url) > MAX_URL:
@@ -338,7 +372,7 @@ def place_call(
                 f"呼び出し URL が長すぎるため発信しませんでした({len(url):,} 文字、上限 {MAX_URL:,} 文字)。",
                 permanent=True,
             )
-        return backend.create_call(to, from_, url, timeout, status_callback)
+        return backend.create_call(to, from_, url, timeout, status_callback, machine_detection_callback)
 
     return _perform(
         account, context, summary, create, destination=to, from_number=from_, success_status=201, sid_of=str, create=True
@@ -388,6 +422,17 @@ def fetch_call(account: TwilioAccount, sid: str, context: LogContext | None = No
         context or LogContext(LOG_FETCH_CALL),
         {"CallSid": sid},
         lambda backend: backend.fetch_call(sid),
+        sid_of=lambda state: state.sid,
+    )
+
+
+def hang_up(account: TwilioAccount, sid: str, context: LogContext | None = None) -> CallState:
+    """End a call in progress (a button call answered by a machine, B1)."""
+    return _perform(
+        account,
+        context or LogContext(LOG_HANGUP),
+        {"CallSid": sid, "Status": "completed"},
+        lambda backend: backend.hang_up(sid),
         sid_of=lambda state: state.sid,
     )
 

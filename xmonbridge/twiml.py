@@ -27,3 +27,32 @@ def bin_snippet(voice: str) -> str:
     xml = response.to_xml(xml_declaration=True)
     # Same document, laid out on lines as in the manual, so it reads well when pasted.
     return xml.replace("<Response>", "\n<Response>\n  ").replace("</Response>", "\n</Response>\n")
+
+
+# A button call waits this long for keys ending with # (§8.1.2.3: 30 seconds).
+GATHER_TIMEOUT = 30
+
+
+def button_call(says: list[str], guide: str | None, hangup: bool, voice: str, action: str) -> str:
+    """A button call's TwiML: the texts, then the key guide inside <Gather> or a hang-up.
+
+    <Gather> posts to action with the keys before # — or with no Digits after 30 s
+    (actionOnEmptyResult), so a silent callee is heard of too.
+    """
+    response = VoiceResponse()
+    for text in says:
+        say(response, text, voice)
+    if guide:
+        gather = response.gather(
+            input="dtmf",
+            finish_on_key="#",
+            timeout=GATHER_TIMEOUT,
+            action=action,
+            method="POST",
+            action_on_empty_result=True,
+        )
+        for piece in split_for_say(guide, MAX_SAY):
+            gather.say(piece, voice=voice, language=LANGUAGE)
+    if hangup or not guide:
+        response.hangup()
+    return str(response.to_xml(xml_declaration=True))

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
 from .. import dispatch, messages, simple_call
+from ..calls import aggregate
 from ..extensions import db
 from ..forms import has_control_characters
 from ..models import (
@@ -47,6 +48,7 @@ from ..models import (
     AlertDedupe,
     AlertRecord,
     ApiToken,
+    ButtonCallSetting,
     Delivery,
     Notification,
     SimpleCallSetting,
@@ -239,10 +241,14 @@ def _parse_time(raw: str) -> datetime | None:
         return None
 
 
-def find_setting(fields: Fields) -> SimpleCallSetting | SmsSetting:
+Setting = SimpleCallSetting | SmsSetting | ButtonCallSetting
+
+
+def find_setting(fields: Fields) -> Setting:
     """The approved setting named by the fields; UnknownSetting if there is none."""
-    model: type[SimpleCallSetting] | type[SmsSetting] | None = {
+    model: type[SimpleCallSetting] | type[SmsSetting] | type[ButtonCallSetting] | None = {
         SETTING_SIMPLE_CALL: SimpleCallSetting,
+        SETTING_BUTTON_CALL: ButtonCallSetting,
         SETTING_SMS: SmsSetting,
     }.get(fields.kind)
     wanted = f"ID {fields.setting_id}" if fields.setting_id is not None else f"「{fields.setting_name}」"
@@ -325,7 +331,10 @@ def accept(values: Mapping[str, Any], token: ApiToken | None = None) -> Accepted
         token_id=token.id if token else None,
         token_name=token.name if token else "",
     )
-    notification = None if fields.notification_type == "ACKNOWLEDGEMENT" else _notification(fields, setting, now)
+    button = isinstance(setting, ButtonCallSetting)
+    notification = None
+    if fields.notification_type != "ACKNOWLEDGEMENT" and not button:
+        notification = _notification(fields, setting, now)
     # Reads end here; the write transaction starts with the dedupe claim.
     if window.total_seconds() > 0 and not _claim(key, now, window):
         db.session.rollback()
@@ -346,6 +355,9 @@ def accept(values: Mapping[str, Any], token: ApiToken | None = None) -> Accepted
         alert.notifications.append(notification)
     db.session.add(alert)
     db.session.flush()
+    if button:
+        # Joins the setting's active notification, or starts one (calls/aggregate.py).
+        aggregate.attach(alert, setting, now)
     if window.total_seconds() > 0:
         db.session.execute(
             update(AlertDedupe)

@@ -71,6 +71,7 @@ END_ENDED = "ended"
 END_NO_INPUT = "no_input"
 END_MACHINE = "machine"
 END_HUNG_UP = "hung_up"
+END_LOST = "lost"
 END_REASONS = {
     END_KEY_2: "2# 次のユーザへ",
     END_KEY_3: "3# 認知済み",
@@ -80,6 +81,7 @@ END_REASONS = {
     END_NO_INPUT: "30 秒以内にボタン操作なし",
     END_MACHINE: "留守番電話が応答",
     END_HUNG_UP: "ボタン操作なしで切断",
+    END_LOST: "通話の結果が分からないまま時間が経過",
     "busy": "話し中",
     "no-answer": "応答なし",
     "failed": "発信失敗",
@@ -215,8 +217,7 @@ def answer(attempt: Attempt, now: datetime) -> Reply:
     if attempt.end_reason == END_MACHINE:
         return Reply(hangup=True, note="留守番電話のため切断")
     if notification.status != NOTIFICATION_ACTIVE or not _open_call(attempt):
-        _set_end(attempt, END_ENDED)
-        return Reply(says=compose.spoken([compose.ENDED, closing], replacements), hangup=True, note=compose.ENDED)
+        return _already_ended(attempt, closing, replacements)
     content = content_of(notification)
     _announce(attempt, content)
     if is_resolved(content):
@@ -247,7 +248,7 @@ def press(attempt: Attempt, digits: str | None, now: datetime) -> Reply:
     if attempt.end_reason == END_MACHINE:
         return Reply(hangup=True, note="留守番電話のため切断")
     if notification.status != NOTIFICATION_ACTIVE or not _open_call(attempt):
-        return goodbye(compose.ENDED, reason=END_ENDED, note=compose.ENDED)
+        return _already_ended(attempt, closing, replacements)
     content = content_of(notification)
     if key and is_resolved(content):
         return _resolved(attempt, content, "", closing, replacements, now)
@@ -324,6 +325,23 @@ def call_ended(attempt: Attempt, now: datetime) -> None:
         else:
             reason = END_HUNG_UP
         _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def call_lost(attempt: Attempt, now: datetime) -> None:
+    """No final status came for far too long: settle the call as not answered (re-call)."""
+    delivery = attempt.delivery
+    if attempt.end_key or delivery.status != DELIVERY_CALLING or delivery.sid != attempt.sid:
+        return
+    reason = attempt.end_reason or END_LOST
+    _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def _after_call(attempt: Attempt, reason: str, now: datetime) -> None:
+    """What follows a call that ended for reason: nothing, a re-call, or the next user."""
+    delivery = attempt.delivery
+    notification = delivery.notification
     if reason in NORMAL_ENDS:
         delivery.status = DELIVERY_SENT if reason != END_ENDED else DELIVERY_CANCELED
         _finish_if_all_done(notification, now)
@@ -425,6 +443,16 @@ def _resolved(attempt: Attempt, content: Content, opening: str, closing: str, re
     return Reply(
         says=compose.spoken([opening, compose.RESOLVED, closing], replacements), hangup=True, note=compose.RESOLVED
     )
+
+
+def _already_ended(attempt: Attempt, closing: str, replacements) -> Reply:  # type: ignore[no-untyped-def]
+    """The notification ended while this call went on (resolved, or another user's key)."""
+    resolved = attempt.delivery.notification.end_reason == ENDED_RESOLVED
+    said = compose.RESOLVED if resolved else compose.ENDED
+    _set_end(attempt, END_RESOLVED if resolved else END_ENDED)
+    if attempt.delivery.status in (DELIVERY_SENDING, DELIVERY_CALLING) and attempt.delivery.attempts[-1].id == attempt.id:
+        attempt.delivery.status = DELIVERY_SENT if resolved else DELIVERY_CANCELED
+    return Reply(says=compose.spoken([said, closing], replacements), hangup=True, note=said)
 
 
 def _announce(attempt: Attempt, content: Content) -> None:

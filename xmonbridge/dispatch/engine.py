@@ -22,6 +22,7 @@ context. The clock is injectable, so tests move time instead of sleeping.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import secrets
@@ -35,19 +36,27 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from .. import telephony
+from ..calls import flow
 from ..extensions import db
 from ..models import (
+    CHANNEL_BUTTON,
     CHANNEL_CALL,
+    CHANNEL_SMS,
+    DELIVERY_CALLING,
+    DELIVERY_CANCELED,
     DELIVERY_FAILED,
     DELIVERY_OPEN,
     DELIVERY_QUEUED,
     DELIVERY_SENDING,
     DELIVERY_SENT,
+    LOG_ACK,
     LOG_CALL,
+    LOG_CALL_LIMIT,
     LOG_FETCH_CALL,
     LOG_FETCH_MESSAGE,
     LOG_FIND_CALLS,
     LOG_FIND_MESSAGES,
+    LOG_HANGUP,
     LOG_SMS,
     NOTIFICATION_ACTIVE,
     NOTIFICATION_DONE,
@@ -58,6 +67,10 @@ from ..models import (
     OUTCOME_PLACED,
     OUTCOME_TEMPORARY,
     OUTCOME_UNKNOWN,
+    ACK_DONE,
+    ACK_FAILED,
+    ACK_PENDING,
+    Acknowledgement,
     AlertDedupe,
     Attempt,
     Delivery,
@@ -67,7 +80,8 @@ from ..models import (
     XmonSettings,
     utcnow,
 )
-from ..public_url import status_callback_url
+from ..public_url import amd_url, status_callback_url, voice_url
+from ..filters import jst
 from ..twilio_errors import TwilioError
 from .lease import Lease, new_holder_name
 from .outcomes import FINAL_CALL, FINAL_MESSAGE, record_final
@@ -84,10 +98,23 @@ PRUNE_EVERY = timedelta(minutes=1)
 PRUNE_BATCH = 1000
 # Stop asking Twilio about a delivery this long after it was placed.
 CHECK_FOR = timedelta(hours=6)
+# A button call with no final status this long after it was placed is settled as not answered
+# (it would otherwise keep its notification active, and every later alert would join it unheard).
+BUTTON_CALL_FOR = timedelta(hours=1)
 
 INTERRUPTED = "処理が中断されたため、発信・送信されたか確認できません。Twilio に照会してから再送します。"
 NO_ACCOUNT = "Twilio アカウント情報が削除されたため、発信・送信できません。"
 GAVE_UP = "再試行の上限({tries} 回)に達したため中止しました。"
+NO_XMON_URL = (
+    "X-MON URL が設定されていないため、ボタン操作付きの通話を発信できません"
+    "(Twilio が通話の内容を取りに来る URL です。X-MON 設定で設定してください)。"
+)
+LIMITED = "同じ番号への発信の上限({limit} 回/{window})に達したため、{until} まで発信を待ちます(X-MON 設定)。"
+# B8 windows: (column of XmonSettings, length, as the log says it).
+LIMIT_WINDOWS = (("calls_per_15min", timedelta(minutes=15), "15 分"), ("calls_per_hour", timedelta(hours=1), "1 時間"))
+# Acknowledgements: tries before giving up, and the longest wait between two.
+ACK_MAX_TRIES = 10
+ACK_BACKOFF_CAP = 300.0
 
 
 class Clock:
@@ -162,6 +189,10 @@ class Dispatcher:
             self._recover_orphans(now)
             next_due = self._send_due()
             self._check_outcomes(self.clock.now())
+            self._hang_up_machines(self.clock.now())
+            ack_due = self._send_acks(self.clock.now())
+            if ack_due is not None:
+                next_due = min(next_due or ack_due, ack_due)
             self._close_finished(self.clock.now())
             self._prune_dedupe(self.clock.now())
         finally:
@@ -270,10 +301,78 @@ class Dispatcher:
             if found:
                 self._adopt(delivery, last, found, now)
                 return
-            if len(delivery.attempts) >= self.timing.max_tries:
-                self._stop(delivery, f"{last.error_message} {GAVE_UP.format(tries=len(delivery.attempts))}", now)
+            if self._failures_in_a_row(delivery) >= self.timing.max_tries:
+                self._stop(delivery, f"{last.error_message} {GAVE_UP.format(tries=self._failures_in_a_row(delivery))}", now)
                 return
+        if delivery.notification.channel == CHANNEL_BUTTON and not self._button_call_may_go(delivery, now):
+            return
         self._place(delivery, account, now)
+
+    @staticmethod
+    def _failures_in_a_row(delivery: Delivery) -> int:
+        """Attempts since the last one Twilio accepted (a button call is placed again and again)."""
+        count = 0
+        for attempt in reversed(delivery.attempts):
+            if attempt.outcome in (OUTCOME_PLACED, OUTCOME_ADOPTED):
+                break
+            count += 1
+        return count
+
+    def _button_call_may_go(self, delivery: Delivery, now: datetime) -> bool:
+        """Checks before a button call: the notification is still on, X-MON URL, B8 limits."""
+        notification = delivery.notification
+        if notification.status != NOTIFICATION_ACTIVE:
+            delivery.status = DELIVERY_CANCELED
+            delivery.error = flow.CANCELED
+            delivery.updated_at = now
+            db.session.commit()
+            return False
+        settings = XmonSettings.get()
+        if not settings.xmon_url:
+            self._stop(delivery, NO_XMON_URL, now)
+            return False
+        for column, window, label in LIMIT_WINDOWS:
+            limit = max(1, int(getattr(settings, column) or 1))
+            since = now - window
+            started = db.session.scalars(
+                select(Attempt.started_at)
+                .join(Delivery, Attempt.delivery_id == Delivery.id)
+                .where(
+                    Delivery.to_number == delivery.to_number,
+                    Attempt.started_at > since,
+                    Attempt.outcome.in_([OUTCOME_PLACED, OUTCOME_ADOPTED, OUTCOME_PENDING, OUTCOME_UNKNOWN]),
+                )
+                .order_by(Attempt.started_at.desc())
+                .limit(limit)
+            ).all()
+            if len(started) < limit:
+                continue
+            # The oldest of the last `limit` calls leaves the window then.
+            until = started[-1] + window + timedelta(seconds=1)
+            reason = LIMITED.format(limit=limit, window=label, until=jst(until))
+            self._log_limit(delivery, reason)
+            delivery.error = reason
+            self._requeue(delivery, until)
+            log.warning("delivery %s held back by the per-number limit until %s", delivery.id, until)
+            return False
+        return True
+
+    def _log_limit(self, delivery: Delivery, reason: str) -> None:
+        notification = delivery.notification
+        db.session.add(
+            RequestLog(
+                kind=LOG_CALL_LIMIT,
+                account_id=notification.account_id,
+                account_name=notification.account_name,
+                setting_type=notification.setting_type,
+                setting_id=notification.setting_id,
+                setting_name=notification.setting_name,
+                destination=delivery.to_number,
+                from_number=notification.from_number,
+                success=False,
+                error_message=reason,
+            )
+        )
 
     def _place(self, delivery: Delivery, account: TwilioAccount, now: datetime) -> None:
         notification = delivery.notification
@@ -287,13 +386,14 @@ class Dispatcher:
         db.session.add(attempt)
         delivery.tries = attempt.number
         delivery.updated_at = now
-        callback = status_callback_url(XmonSettings.get().xmon_url, attempt.callback_token)
+        xmon_url = XmonSettings.get().xmon_url
+        callback = status_callback_url(xmon_url, attempt.callback_token)
         # Committed before the request: if this process dies during it, the attempt is found
         # in flight and looked up at Twilio instead of being placed blind.
         db.session.commit()
         self.pacer.take(account.id, account.cps, now)
         context = telephony.LogContext(
-            LOG_CALL if notification.channel == CHANNEL_CALL else LOG_SMS,
+            LOG_SMS if notification.channel == CHANNEL_SMS else LOG_CALL,
             notification.setting_type,
             notification.setting_id,
             notification.setting_name,
@@ -309,6 +409,19 @@ class Dispatcher:
                     context=context,
                     shortened_from=notification.shortened_from,
                     status_callback=callback,
+                )
+            elif notification.channel == CHANNEL_BUTTON:
+                sid = telephony.place_call(
+                    account,
+                    to=delivery.to_number,
+                    from_=notification.from_number,
+                    url=str(voice_url(xmon_url, attempt.callback_token)),
+                    timeout=notification.ring_seconds or 60,
+                    context=context,
+                    status_callback=callback,
+                    machine_detection_callback=(
+                        amd_url(xmon_url, attempt.callback_token) if notification.machine_detection else None
+                    ),
                 )
             else:
                 sid = telephony.send_sms(
@@ -330,20 +443,30 @@ class Dispatcher:
         if not self._settle(attempt, now, outcome=outcome, sid=sid):
             return
         notification = delivery.notification
-        if notification.channel == CHANNEL_CALL:
+        if notification.channel != CHANNEL_SMS:
             grace = self.timing.check_grace_callback if callback else self.timing.check_grace
             wait = (notification.ring_seconds or 60) + grace
         else:
             wait = self.timing.check_grace_callback if callback else self.timing.check_grace
-        delivery.status = DELIVERY_SENT
+        button = notification.channel == CHANNEL_BUTTON
+        db.session.refresh(delivery)
+        if not button:
+            delivery.status = DELIVERY_SENT
+        elif delivery.status == DELIVERY_SENDING:
+            # Until it ends; a key pressed before this commit has already moved it on.
+            delivery.status = DELIVERY_CALLING
         delivery.sid = sid
-        delivery.error = ""
+        delivery.final_status = ""
+        if not button:
+            delivery.error = ""
         # A status callback may have beaten this commit to the attempt.
         db.session.refresh(attempt)
-        if attempt.final_status and not delivery.final_status:
+        if attempt.final_status:
             delivery.final_status = attempt.final_status
         delivery.check_at = now + timedelta(seconds=wait)
         delivery.updated_at = now
+        if button and attempt.final_status:
+            flow.call_ended(attempt, now)
         self._finish_notification(notification, now)
         db.session.commit()
 
@@ -356,7 +479,7 @@ class Dispatcher:
         elif error.temporary:
             outcome = OUTCOME_TEMPORARY
             most = self.timing.max_tries if error.retry_cap is None else error.retry_cap + 1
-            if attempt.number < most:
+            if self._failures_in_a_row(delivery) < most:
                 retry_at = now + backoff(attempt.number, self.timing.backoff_base, self.timing.backoff_cap, self.rng)
                 if error.status == 429 or error.code == 20429:
                     paused = self.pacer.pause(account.id, now, self.timing.backoff_base, self.timing.backoff_cap, self.rng)
@@ -370,7 +493,7 @@ class Dispatcher:
             return
         reason = str(error)
         if outcome == OUTCOME_TEMPORARY:
-            reason = f"{reason} {GAVE_UP.format(tries=attempt.number)}"
+            reason = f"{reason} {GAVE_UP.format(tries=self._failures_in_a_row(delivery))}"
         self._stop(delivery, reason, now)
 
     def _settle(
@@ -411,6 +534,7 @@ class Dispatcher:
         delivery.status = DELIVERY_FAILED
         delivery.error = reason
         delivery.updated_at = now
+        flow.after_failure(delivery, now)
         self._finish_notification(delivery.notification, now)
         db.session.commit()
 
@@ -465,7 +589,7 @@ class Dispatcher:
         """
         notification = delivery.notification
         since = attempt.started_at - LOOKUP_SLACK
-        if notification.channel == CHANNEL_CALL:
+        if notification.channel != CHANNEL_SMS:
             found = telephony.find_calls(
                 account,
                 to=delivery.to_number,
@@ -546,7 +670,11 @@ class Dispatcher:
         """Ask Twilio for the final status of deliveries whose callback has not come."""
         ids = db.session.scalars(
             select(Delivery.id)
-            .where(Delivery.status == DELIVERY_SENT, Delivery.final_status == "", Delivery.check_at <= now)
+            .where(
+                Delivery.status.in_([DELIVERY_SENT, DELIVERY_CALLING]),
+                Delivery.final_status == "",
+                Delivery.check_at <= now,
+            )
             .order_by(Delivery.check_at)
             .limit(20)
         ).all()
@@ -561,6 +689,11 @@ class Dispatcher:
             notification = delivery.notification
             account = db.session.get(TwilioAccount, notification.account_id) if notification.account_id else None
             attempt = next((a for a in reversed(delivery.attempts) if a.sid == delivery.sid), delivery.attempts[-1])
+            if notification.channel == CHANNEL_BUTTON and (account is None or now - attempt.started_at > BUTTON_CALL_FOR):
+                delivery.check_at = None
+                flow.call_lost(attempt, now)
+                db.session.commit()
+                continue
             if account is None or now - attempt.started_at > CHECK_FOR:
                 delivery.check_at = None
                 db.session.commit()
@@ -569,20 +702,121 @@ class Dispatcher:
             delivery.check_at = now + timedelta(seconds=max(self.timing.check_grace, 30))
             db.session.commit()
             context = telephony.LogContext(
-                LOG_FETCH_CALL if notification.channel == CHANNEL_CALL else LOG_FETCH_MESSAGE,
+                LOG_FETCH_MESSAGE if notification.channel == CHANNEL_SMS else LOG_FETCH_CALL,
                 notification.setting_type,
                 notification.setting_id,
                 notification.setting_name,
             )
             try:
-                if notification.channel == CHANNEL_CALL:
+                if notification.channel != CHANNEL_SMS:
                     state = telephony.fetch_call(account, delivery.sid, context)
                 else:
                     state = telephony.fetch_message(account, delivery.sid, context)
             except TwilioError as error:
                 log.warning("status check of %s failed: %s", delivery.sid, error)
                 continue
-            final = FINAL_CALL if notification.channel == CHANNEL_CALL else FINAL_MESSAGE
+            final = FINAL_MESSAGE if notification.channel == CHANNEL_SMS else FINAL_CALL
             if state.status in final:
                 record_final(attempt, state.status, answered_by=state.answered_by or "", duration=state.duration)
                 db.session.commit()
+
+    # --- button calls: machines hung up, acknowledgements sent (R12, B1) ---
+
+    def _hang_up_machines(self, now: datetime) -> None:
+        """Hang up button calls that answering-machine detection found a machine on."""
+        ids = db.session.scalars(
+            select(Attempt.id).where(Attempt.hangup_wanted.is_(True), Attempt.hangup_done.is_(False)).limit(20)
+        ).all()
+        for attempt_id in ids:
+            if self.stopping() or not self._lead(self.clock.now()):
+                return
+            attempt = db.session.get(Attempt, attempt_id)
+            assert attempt is not None
+            attempt.hangup_done = True  # asked once: a failed hang-up ends anyway with the <Gather> timeout
+            db.session.commit()
+            notification = attempt.delivery.notification
+            account = db.session.get(TwilioAccount, notification.account_id) if notification.account_id else None
+            if account is None or not attempt.sid or attempt.final_status:
+                continue
+            try:
+                telephony.hang_up(
+                    account,
+                    attempt.sid,
+                    telephony.LogContext(
+                        LOG_HANGUP, notification.setting_type, notification.setting_id, notification.setting_name
+                    ),
+                )
+            except TwilioError as error:
+                log.warning("hanging up %s failed: %s", attempt.sid, error)
+
+    def _send_acks(self, now: datetime) -> datetime | None:
+        """Send due acknowledgements to the monitor; return when the next one is due."""
+        ids = db.session.scalars(
+            select(Acknowledgement.id)
+            .where(Acknowledgement.status == ACK_PENDING, Acknowledgement.next_at <= now)
+            .order_by(Acknowledgement.next_at, Acknowledgement.id)
+            .limit(50)
+        ).all()
+        db.session.rollback()
+        if ids:
+            from ..acks import sink
+        settings = XmonSettings.get()
+        for ack_id in ids:
+            if self.stopping() or not self._lead(self.clock.now()):
+                return None
+            ack = db.session.get(Acknowledgement, ack_id)
+            if ack is None or ack.status != ACK_PENDING:
+                continue
+            ack.tries += 1
+            # Committed first: a crash during the write is retried, never forgotten.
+            ack.next_at = now + timedelta(seconds=ACK_BACKOFF_CAP)
+            db.session.commit()
+            request = sink.AckRequest(
+                host=ack.host, service=ack.service, author=ack.author, comment=ack.comment, at=now
+            )
+            started = time.monotonic()
+            try:
+                result = sink.send(request, settings)
+            except sink.AckError as error:
+                self._ack_failed(ack, error, now, started)
+                continue
+            ack.status = ACK_DONE
+            ack.done_at = self.clock.now()
+            ack.error = ""
+            ack.sink = settings.ack_mode
+            self._log_ack(ack, True, result, started)
+            db.session.commit()
+        upcoming = db.session.scalar(
+            select(func.min(Acknowledgement.next_at)).where(Acknowledgement.status == ACK_PENDING)
+        )
+        db.session.rollback()
+        return upcoming
+
+    def _ack_failed(self, ack: Acknowledgement, error: Exception, now: datetime, started: float) -> None:
+        temporary = bool(getattr(error, "temporary", False))
+        ack.error = str(error)
+        if temporary and ack.tries < ACK_MAX_TRIES:
+            ack.next_at = now + backoff(ack.tries, self.timing.backoff_base, ACK_BACKOFF_CAP, self.rng)
+        else:
+            ack.status = ACK_FAILED
+            if temporary:
+                ack.error = f"{ack.error} {GAVE_UP.format(tries=ack.tries)}"
+        self._log_ack(ack, False, ack.error, started)
+        db.session.commit()
+        log.warning("acknowledgement %s of %s %s failed: %s", ack.id, ack.host, ack.service, error)
+
+    def _log_ack(self, ack: Acknowledgement, success: bool, text: str, started: float) -> None:
+        notification = db.session.get(Notification, ack.notification_id)
+        summary = {"host": ack.host, "service": ack.service, "author": ack.author, "sink": ack.sink, "tries": ack.tries}
+        db.session.add(
+            RequestLog(
+                kind=LOG_ACK,
+                setting_type=notification.setting_type if notification else "",
+                setting_id=notification.setting_id if notification else None,
+                setting_name=notification.setting_name if notification else "",
+                success=success,
+                error_message="" if success else text,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                request_summary=json.dumps(summary, ensure_ascii=False),
+            )
+        )

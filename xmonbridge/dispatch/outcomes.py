@@ -21,18 +21,18 @@ from datetime import datetime
 from sqlalchemy import update
 
 from ..extensions import db
-from ..models import CHANNEL_CALL, CHANNEL_SMS, Attempt, utcnow
+from ..models import CHANNEL_BUTTON, CHANNEL_CALL, CHANNEL_SMS, Attempt, utcnow
 
 log = logging.getLogger(__name__)
 
 # Statuses after which a call or message changes no more (Twilio's call and message status lists).
 FINAL_CALL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 FINAL_MESSAGE = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
-FINAL_STATUSES = {CHANNEL_CALL: FINAL_CALL, CHANNEL_SMS: FINAL_MESSAGE}
+FINAL_STATUSES = {CHANNEL_CALL: FINAL_CALL, CHANNEL_BUTTON: FINAL_CALL, CHANNEL_SMS: FINAL_MESSAGE}
 # Statuses on the way there: they say nothing about the outcome.
 INTERIM_CALL = frozenset({"queued", "initiated", "ringing", "in-progress"})
 INTERIM_MESSAGE = frozenset({"queued", "accepted", "scheduled", "sending", "sent", "receiving", "received"})
-INTERIM_STATUSES = {CHANNEL_CALL: INTERIM_CALL, CHANNEL_SMS: INTERIM_MESSAGE}
+INTERIM_STATUSES = {CHANNEL_CALL: INTERIM_CALL, CHANNEL_BUTTON: INTERIM_CALL, CHANNEL_SMS: INTERIM_MESSAGE}
 # Final statuses that mean the person was not reached.
 FAILING_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled", "undelivered"})
 # A final status that may follow another one: Twilio reports a read receipt after delivery.
@@ -132,6 +132,8 @@ def record_final(
     3. The delivery takes the attempt's final status when the attempt holds its SID; this is
        repeated on every call, so a status recorded before the dispatcher stored the SID
        reaches the delivery with the next callback or look-up.
+    4. A button call's end goes to calls.flow.call_ended (re-call, 輪番), also repeatedly:
+       it acts only while the delivery is still in that call.
     """
     status = (status or "").strip().lower()
     channel = attempt.delivery.notification.channel
@@ -163,6 +165,11 @@ def record_final(
     elif current != status:
         log.warning("attempt %s: %r after final %r ignored", attempt.id, status, current)
     changed = _mirror(attempt) or changed
+    if channel == CHANNEL_BUTTON and attempt.final_status:
+        # A button call that ended without a valid key calls again (calls/flow.py).
+        from ..calls import flow
+
+        flow.call_ended(attempt, at or utcnow())
     db.session.flush()
     return changed
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..dispatch.outcomes import answered_by_label, explain_delivery_error, is_failing, status_label
 from ..messages import NOTIFICATION_TYPES
 from ..models import (
+    CHANNEL_BUTTON,
     CHANNEL_CALL,
     CHANNEL_SMS,
     DELIVERY_FAILED,
@@ -31,8 +32,8 @@ from ..models import (
 )
 from ..twilio_errors import EXPLANATIONS
 
-CHANNEL_LABELS = {CHANNEL_CALL: "電話", CHANNEL_SMS: "SMS"}
-VERBS = {CHANNEL_CALL: "発信", CHANNEL_SMS: "送信"}
+CHANNEL_LABELS = {CHANNEL_CALL: "電話", CHANNEL_BUTTON: "電話(ボタン操作付き)", CHANNEL_SMS: "SMS"}
+VERBS = {CHANNEL_CALL: "発信", CHANNEL_BUTTON: "発信", CHANNEL_SMS: "送信"}
 DELIVERY_LABELS = {
     DELIVERY_QUEUED: "{verb}待ち",
     DELIVERY_SENDING: "{verb}中",

@@ -1,4 +1,4 @@
-"""Endpoints Twilio calls: status callbacks (B7, B9). CSRF-exempt; every request is signed."""
+"""Endpoints Twilio calls: status callbacks and button calls (B1, B7, B9). CSRF-exempt; every request is signed."""
 
 from __future__ import annotations
 

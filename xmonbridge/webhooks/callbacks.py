@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..dispatch.outcomes import (
     status_label,
 )
 from ..extensions import db
-from ..models import CHANNEL_CALL, LOG_STATUS_CALLBACK, Attempt, RequestLog, TwilioAccount, XmonSettings
+from ..models import CHANNEL_SMS, LOG_STATUS_CALLBACK, Attempt, RequestLog, TwilioAccount, XmonSettings
 from ..public_url import status_callback_url
 from .signature import is_signed
 
@@ -96,7 +96,7 @@ def receive_status(token: str, form: Mapping[str, str], signature: str | None, q
     attempt = None
     if len(token) <= MAX_TOKEN:
         attempt = db.session.scalar(select(Attempt).where(Attempt.callback_token == token))
-    call = attempt is None or attempt.delivery.notification.channel == CHANNEL_CALL
+    call = attempt is None or attempt.delivery.notification.channel != CHANNEL_SMS
     status_field = "CallStatus" if call else "MessageStatus"
     status = _clip(form.get(status_field) or ("" if call else form.get("SmsStatus")))
     sid = _clip(form.get("CallSid") or form.get("MessageSid") or form.get("SmsSid"))
@@ -149,8 +149,17 @@ def receive_status(token: str, form: Mapping[str, str], signature: str | None, q
     return finish(204, result=result, success=True)
 
 
-def _refusal(attempt: Attempt, form: Mapping[str, str], signature: str | None, query_string: str) -> str:
-    """Why the callback is not believed, or "" when its signature is the account's."""
+def _refusal(
+    attempt: Attempt,
+    form: Mapping[str, str],
+    signature: str | None,
+    query_string: str,
+    public_url: Callable[[str | None, str], str | None] = status_callback_url,
+) -> str:
+    """Why the request is not believed, or "" when its signature is the account's.
+
+    public_url builds the URL Twilio was given for this attempt (status callback, voice, gather …).
+    """
     if not signature:
         return NO_SIGNATURE
     notification = attempt.delivery.notification
@@ -162,7 +171,7 @@ def _refusal(attempt: Attempt, form: Mapping[str, str], signature: str | None, q
         return ACCOUNT_GONE
     if claimed != account.account_sid:
         return ACCOUNT_MISMATCH
-    url = status_callback_url(XmonSettings.get().xmon_url, attempt.callback_token)
+    url = public_url(XmonSettings.get().xmon_url, attempt.callback_token)
     if url is None:
         return NO_XMON_URL
     if query_string:
