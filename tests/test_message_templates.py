@@ -25,6 +25,7 @@ from xmonbridge.models import (
 )
 from tests.conftest import AuthActions
 from tests.dispatch_helpers import FakeClock
+from tests.handset import Handset
 from tests.factories import make_recipient, make_twilio_account, make_user, set_xmon_url
 
 URL = "/admin/twilio/button-calls/templates/"
@@ -440,26 +441,29 @@ def test_a_bad_test_queues_nothing(
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
 
 
-# Strict: once the dispatcher places CHANNEL_BUTTON notifications, this passes and the marker must go.
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dispatcher (dispatch/engine.py) does not place button calls yet: it sends a CHANNEL_BUTTON notification as an SMS",
-)
-def test_the_dispatcher_places_the_test_call_to_the_user(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+def test_the_dispatcher_places_the_test_call_and_the_user_hears_the_unsaved_messages(
+    live_logged_in: FlaskClient, fake_twilio: Any
+) -> None:
     sato, account = make_recipient(), make_twilio_account(cps=100)
     set_xmon_url("https://xmon.example.jp/bridge")
+    # The button calls' own replacement list applies to the messages too.
+    live_logged_in.post(REPLACEMENTS, data={"content": "CPU,シーピーユー", "submit_approve": "y"})
     page = _text(live_logged_in.get(f"{URL}{sato.id}/edit"))
     # The From list was read from the (fake) Twilio: voice-capable numbers only.
-    assert re.findall(r'<option[^>]*value="(\+81[0-9]+)"', re.search(r'id="test_from".*?</select>', page, re.S).group(0)) == [  # type: ignore[union-attr]
-        "+815012340001",
-        "+815012340002",
-    ]
-    live_logged_in.post(f"{URL}{sato.id}/edit", data=_test_data(account, sato, test_from="+815012340002"))
+    from_list = re.search(r'id="test_from".*?</select>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert re.findall(r'<option[^>]*value="(\+81[0-9]+)"', from_list) == ["+815012340001", "+815012340002"]
+    data = _test_data(account, sato, test_from="+815012340002", opening_message="CPU の試験です。", closing_message="試験を終わります。")
+    live_logged_in.post(f"{URL}{sato.id}/edit", data=data)
     assert fake_twilio.requests_for("CreateCall") == []  # queued, not placed in the request
+    assert messages_for(sato.id) == ("", "")
 
-    clock = FakeClock()
-    Dispatcher(holder="test", clock=clock, rng=random.Random(7)).run_once()
-    [call] = fake_twilio.requests_for("CreateCall")
-    assert call.form["To"] == "+819001230001"
+    Dispatcher(holder="test", clock=FakeClock(), rng=random.Random(7)).run_once()
+    handset = Handset(live_logged_in, fake_twilio, "https://xmon.example.jp/bridge")
+    call = handset.expect_call("+819001230001")
     assert call.form["From"] == "+815012340002"
-    assert call.form["Url"].startswith("https://xmon.example.jp/bridge/twilio/voice/")
+    assert call.url.startswith("https://xmon.example.jp/bridge/twilio/voice/")
+    heard = handset.answer(call)
+    assert heard.text.startswith("シーピーユー の試験です。")
+    assert "障害が1件" in heard.text  # the sample fault
+    assert "web-server01" in handset.press(call, heard, "1").text
+    assert "試験を終わります。" in handset.press(call, heard, "9").text

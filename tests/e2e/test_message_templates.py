@@ -30,6 +30,7 @@ from tests.e2e.test_notify_settings import (
     twilio_tab,
 )
 from tests.fake_twilio import FakeTwilio
+from tests.real_server import wait_for
 
 ACCOUNT_NAME = "ボタン通話用アカウント"
 OPENING = "X-MON からの障害通知です。\nこちらは佐藤さん宛ての通知です。"
@@ -131,6 +132,11 @@ def test_messages_of_a_user_and_the_button_replacements(
     shot(page, "message_template_test_call_queued")
     incident = result.get_by_role("link", name="インシデントを表示").get_attribute("href")
     assert incident and re.fullmatch(r"/incidents/\d+", incident)
+    # The server's dispatcher places it: a button call to 佐藤 翔太 that fetches its TwiML from the X-MON URL.
+    wait_for(lambda: len(fake_twilio.requests_for("CreateCall")) == 1, 15, "the test call at the fake Twilio")
+    [call] = fake_twilio.requests_for("CreateCall")
+    assert call.form["To"] == "+819001230001" and call.form["From"] == "+815012340001"
+    assert call.form["Url"].startswith("https://xmon.example.com/twilio/voice/")
 
     # 「編集と承認」: the detail now shows both messages.
     page.get_by_role("button", name="編集と承認").click()
