@@ -73,6 +73,9 @@ class ConfigKind:
     apply: Callable[[Any, dict[str, Any]], None] | None = None
     # Return a Japanese reason when the change must not be applied now, else None.
     check: Callable[[str, Any, dict[str, Any]], str | None] | None = None
+    # URL of the page where a change's object is seen and edited, for the 承認待ち list
+    # (called in a request with the PendingChange); None there: no link.
+    page_url: Callable[[PendingChange], str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def values_of(self, obj: Any) -> dict[str, Any]:
@@ -271,6 +274,12 @@ def diff(change: PendingChange) -> list[DiffRow]:
         else:
             rows.append(DiffRow(f.label, before, before, False))
     return rows
+
+
+def page_url(change: PendingChange) -> str | None:
+    """The page of the object a change is about, when its kind has one."""
+    kind = REGISTRY[change.kind]
+    return kind.page_url(change) if kind.page_url is not None else None
 
 
 def pending_for(kind: ConfigKind) -> list[PendingChange]:

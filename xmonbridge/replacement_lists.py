@@ -14,6 +14,12 @@ SCOPE_NAMES = {
     REPLACEMENT_BUTTON: "通話設定(ボタン操作付き)",
 }
 
+# The page that edits each list (§5.1.4, and §5.2.3's tab beside メッセージテンプレート).
+EDIT_ENDPOINTS = {
+    REPLACEMENT_SIMPLE: "simple_calls.replacements",
+    REPLACEMENT_BUTTON: "message_templates.replacements",
+}
+
 
 def find(scope: str) -> ReplacementList | None:
     """The approved list of a scope, or None when it was never set."""

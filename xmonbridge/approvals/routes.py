@@ -31,6 +31,8 @@ def index() -> str:
     return render_template(
         "approvals/index.html",
         pending=[(c, approval.REGISTRY[c.kind], approval.diff(c)) for c in pending],
+        # Where each change's object is seen and edited (kinds that say so).
+        pages={c.id: approval.page_url(c) for c in pending},
         decided=[(c, approval.REGISTRY[c.kind]) for c in decided],
         actions=ACTIONS,
         statuses=STATUSES,

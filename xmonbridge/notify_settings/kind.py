@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flask import url_for
 from sqlalchemy import select
 
-from .. import phone, telephony
+from .. import phone, replacement_lists, telephony
 from ..approval import ConfigKind, Field, register
 from ..config_views import name_taken_reason
 from ..extensions import db
 from ..messages import CALL_TEMPLATES, SMS_TEMPLATES, Template, template_choices
 from ..models import (
     ACTION_DELETE,
+    PendingChange,
     ReplacementList,
     SimpleCallRecipient,
     SimpleCallSetting,
@@ -175,6 +177,14 @@ SMS_KIND = _make_kind(
     from_field=Field("from_number", "送信元(From)", show=sender_text),
 )
 
+
+def _replacements_page(change: PendingChange) -> str | None:
+    """The edit page of the list a change is about: simple calls' or button calls'."""
+    row = db.session.get(ReplacementList, change.target_id) if change.target_id else None
+    endpoint = replacement_lists.EDIT_ENDPOINTS.get(row.scope) if row is not None else None
+    return url_for(endpoint) if endpoint else None
+
+
 REPLACEMENTS_KIND = register(
     ConfigKind(
         key="replacement_list",
@@ -182,5 +192,7 @@ REPLACEMENTS_KIND = register(
         model=ReplacementList,
         fields=(Field("content", "単語,読み方", show=lambda v: v or "(未設定)"),),
         detail_endpoint="simple_calls.replacements",
+        # One kind for both lists (simple / button): the row's scope tells which page.
+        page_url=_replacements_page,
     )
 )

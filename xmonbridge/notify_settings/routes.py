@@ -221,9 +221,12 @@ def register(bp: Blueprint, channel: Channel) -> None:
         return delete_view(channel.pages, _get_setting_or_404(channel, setting_id))
 
 
-def replacements_page(scope: str, back_endpoint: str) -> Response | str:
+def replacements_page(
+    scope: str, back_endpoint: str, template: str = "notify_settings/replacements.html", **context: Any
+) -> Response | str:
     """再生メッセージ置き換え設定 of one scope: 「再生メッセージ置き換え設定」 records a pending
-    edit, 「…と承認」 applies it at once (approvers only)."""
+    edit, 「…と承認」 applies it at once (approvers only). `template` (given `context` too)
+    shows it; button calls show it as a tab beside メッセージテンプレート."""
     row = replacement_lists.find(scope)
     form = ReplacementForm(data={"content": row.content if row is not None else ""})
     if form.validate_on_submit():
@@ -247,13 +250,14 @@ def replacements_page(scope: str, back_endpoint: str) -> Response | str:
             return redirect(request.path)
     pending = [c for c in approval.pending_for(REPLACEMENTS_KIND) if row is not None and c.target_id == row.id]
     return render_template(
-        "notify_settings/replacements.html",
+        template,
         form=form,
         scope_name=replacement_lists.SCOPE_NAMES[scope],
         back_endpoint=back_endpoint,
         current=row.content if row is not None else "",
         pending=[(c, approval.diff(c)) for c in pending],
         actions=ACTIONS,
+        **context,
     )
 
 
