@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..calls.flow import SETTING_BUTTON_TEST
 from ..dispatch.outcomes import answered_by_label, explain_delivery_error, is_failing, status_label
 from ..messages import NOTIFICATION_TYPES
 from ..models import (
@@ -51,6 +52,8 @@ STATE_BADGES = {
     "OK": "bg-success",
     "UP": "bg-success",
 }
+# Notifications that belong to no setting: メッセージテンプレート's テスト通話.
+OTHER_SETTING_TYPES = {SETTING_BUTTON_TEST: "メッセージテンプレート"}
 NO_NOTIFICATION_ACK = "通知なし(認知の記録のみ)"
 NO_NOTIFICATION = "通知なし"
 ALL_FAILED = "全員失敗"
@@ -58,7 +61,7 @@ ALL_FAILED = "全員失敗"
 
 def setting_label(setting_type: str, name: str) -> str:
     """「SMS 通知設定: 担当者への連絡」."""
-    kind = SETTING_TYPES.get(setting_type, setting_type)
+    kind = SETTING_TYPES.get(setting_type) or OTHER_SETTING_TYPES.get(setting_type, setting_type)
     return f"{kind}: {name}" if name else kind
 
 
@@ -100,6 +103,9 @@ class NotificationView:
     text: str
     all_failed: bool
     deliveries: list[DeliveryView]
+
+    # Button calls have views of their own (button.py).
+    button = False
 
 
 def delivery_failed(delivery: Delivery) -> bool:
