@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,16 +26,13 @@ from xmonbridge.models import (
     ACK_COMMAND_FILE,
     ACK_DONE,
     ACK_FAILED,
-    ACK_HTTP,
     LOG_ACK,
     LOG_CALL_LIMIT,
     LOG_GATHER,
     LOG_VOICE,
     Acknowledgement,
-    AlertRecord,
     Notification,
     RequestLog,
-    XmonSettings,
     utcnow,
 )
 from xmonbridge.webhooks import callbacks
@@ -159,7 +155,7 @@ def test_the_detail_shows_every_step_of_the_rotation(world: World, rotation: Rot
     calls = rows(html, "button-calls")
     assert len(calls) == 3
     first, missed, again = calls
-    assert f"#1" in first and NAMES[0] in first and "1 回目" in first and rotation.sids[0] in first
+    assert "#1" in first and NAMES[0] in first and "1 回目" in first and rotation.sids[0] in first
     assert "応答(" in first and "2#" in first and "2# 次のユーザへ" in first and "不要" in first
     assert "障害 2 件・復旧 0 件" in first
     assert NAMES[1] in missed and "1 回目" in missed and "応答なし" in missed
@@ -211,7 +207,7 @@ def test_the_list_says_who_is_called_now_and_why_a_recall_waits(world: World) ->
     assert f"処理中 障害 1 件・復旧 0 件、発信 1 回 通話中: {NAMES[0]}" in text(page(client, "/incidents/"))
     world.handset.hang_up(first, "busy", duration=0)
     listed = text(page(client, "/incidents/"))
-    assert f"再発信待ち(" in listed and f"以降): {NAMES[0]}" in listed
+    assert "再発信待ち(" in listed and f"以降): {NAMES[0]}" in listed
     detail = text(page(client, f"/incidents/{world.notification().alert_id}"))
     assert "前回の通話が正常に終了しなかったため(話し中)、60 秒後に再発信します。" in detail
     assert "再発信の予定(" in detail and "話し中(busy)" in detail
@@ -355,7 +351,7 @@ def test_the_log_shows_acknowledgements_and_per_number_limits(app: Flask) -> Non
     db.session.commit()
     client = login(app, admin=True)
     body = text(page(client, "/admin/twilio/logs/"))
-    assert f"発信上限" in body and reason in body
+    assert "発信上限" in body and reason in body
     assert "認知済み通知" in body and "認知: web01 / HTTP(佐藤 翔太)" in body and "認知: db01(ホスト)(佐藤 翔太)" in body
     assert ACK_ERROR in body
 

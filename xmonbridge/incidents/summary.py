@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..calls.flow import SETTING_BUTTON_TEST
 from ..dispatch.outcomes import answered_by_label, explain_delivery_error, is_failing, status_label
+from ..logs.entries import OTHER_SETTING_TYPES
 from ..messages import NOTIFICATION_TYPES
 from ..models import (
     CHANNEL_BUTTON,
@@ -52,8 +52,6 @@ STATE_BADGES = {
     "OK": "bg-success",
     "UP": "bg-success",
 }
-# Notifications that belong to no setting: メッセージテンプレート's テスト通話.
-OTHER_SETTING_TYPES = {SETTING_BUTTON_TEST: "メッセージテンプレート"}
 NO_NOTIFICATION_ACK = "通知なし(認知の記録のみ)"
 NO_NOTIFICATION = "通知なし"
 ALL_FAILED = "全員失敗"
