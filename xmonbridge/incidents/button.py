@@ -168,6 +168,7 @@ class CallView:
     recipient: str
     number: str
     recall: bool
+    placed: bool
     outcome: str
     error: str
     answered: str
@@ -238,6 +239,7 @@ def call_views(notification: Notification, announced: dict[int, Counter[str]]) -
                     recipient=recipient,
                     number=f"{attempt.number} 回目",
                     recall=recall and _placed(attempt),
+                    placed=_placed(attempt),
                     outcome=OUTCOMES.get(attempt.outcome, attempt.outcome),
                     error=attempt_error(attempt),
                     answered=_answered(attempt),
@@ -309,6 +311,7 @@ class ButtonSummary:
     alerts: str
     calls: int
     acks: str
+    acks_failed: bool
     end_reason: str
     recipients: list[RecipientView]
 
@@ -346,6 +349,7 @@ def button_summary(notification: Notification, types: Counter[str], acks: Counte
         alerts=_alerts_text(types),
         calls=sum(r.calls for r in recipients),
         acks=_ack_counts_text(acks),
+        acks_failed=bool(acks.get(ACK_FAILED)),
         end_reason=notification.end_reason,
         recipients=recipients,
     )
