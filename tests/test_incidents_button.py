@@ -33,6 +33,7 @@ from xmonbridge.models import (
     Acknowledgement,
     Notification,
     RequestLog,
+    XmonSettings,
     utcnow,
 )
 from xmonbridge.webhooks import callbacks
@@ -371,3 +372,35 @@ def test_the_log_help_explains_the_new_kinds(client: FlaskClient, logged_in: Aut
     for label in ("通話開始(Webhook)", "ボタン操作(Webhook)", "留守番電話判定(Webhook)", "通話切断", "発信上限", "認知済み通知"):
         assert re.search(rf'<dt class="col-sm-3">{re.escape(label)}</dt>', html), label
     assert 'id="log-help-button"' in html
+
+
+def test_a_machine_and_the_per_number_limit_are_shown_with_their_reasons(world: World) -> None:
+    settings = XmonSettings.for_update()
+    settings.calls_per_15min = 2
+    db.session.commit()
+    setting = world.setting("rotation", users=world.users[:1], machine_detection=True, recall_seconds=10)
+    alert_id = world.alert(setting)
+    world.run()
+    machine = world.handset.expect_call(PHONES[0])
+    world.handset.answer(machine)
+    assert world.handset.amd(machine, "machine_start") == 204
+    world.run()
+    world.handset.hang_up(machine, answered_by="machine_start")
+    world.run(11)
+    missed = world.handset.expect_call(PHONES[0])
+    world.handset.hang_up(missed, "no-answer", duration=0)
+    world.run(11)
+    world.handset.expect_no_call()  # held back: two calls to this number within 15 minutes
+
+    client = login(world.app, admin=True)
+    html = page(client, f"/incidents/{alert_id}")
+    first, second = rows(html, "button-calls")
+    assert "応答者: 留守番電話(machine_start)" in first and "留守番電話が応答" in first
+    assert "応答なし" in second and "再発信の予定(" in second
+    [recipient] = rows(html, "button-recipients")
+    assert "再発信待ち(" in recipient and "上限(2 回/15 分)" in recipient
+
+    listed = text(page(client, "/admin/twilio/logs/"))
+    assert "留守番電話判定(Webhook)" in listed and "応答者: 留守番電話(machine_start)" in listed
+    assert "記録: 留守番電話のため切断します(再発信します)。" in listed
+    assert "通話切断" in listed and "発信上限" in listed and "上限(2 回/15 分)" in listed
