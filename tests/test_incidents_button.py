@@ -187,7 +187,7 @@ def test_the_list_summarises_the_call_once_and_links_the_joined_alerts(world: Wo
 
     starter = text(list_row(html, rotation.web))
     assert "電話(ボタン操作付き) 輪番通知" in starter and f"ボタン操作付き通話 #{n}・ 完了" in starter
-    assert "障害 2 件・復旧 1 件、発信 3 回、認知済みの通知 2 件(送信済み 1・失敗 1)" in starter
+    assert "障害 2 件・復旧 1 件、発信 3 回、 認知済みの通知 2 件(送信済み 1・失敗 1)" in starter
     assert f"終了: {NAMES[1]} さんが 3# で障害を認知済みにしたため" in starter
     assert f"1. {NAMES[0]}: 発信済み(発信 1 回)" in starter and f"2. {NAMES[1]}: 発信済み(発信 2 回)" in starter
     for alert_id in (rotation.db, rotation.recovery):
