@@ -109,6 +109,9 @@ ENDED_BY_KEY = "{user} さんが {key} を押したため、通知を終了し�
 ENDED_BY_ACK = "{user} さんが 3# で障害を認知済みにしたため、通知を終了しました。"
 ENDED_RESOLVED = "すべての障害が復旧、または監視で認知済みになったため、通知を終了しました。"
 ALL_DONE = "すべての宛先が 9# で通話を終了しました。"
+ALL_DONE_PARTLY = "宛先が 9# で通話を終了するか、発信回数の上限に達しました(発信できなかった宛先を含みます)。"
+# 輪番 with one user left: wait at least this long before calling the one who just passed.
+MIN_SELF_WAIT = 10
 PASSED = "{user} さんが 2# を押したため、次のユーザに通知します。"
 CANCELED = "通知が終了したため、発信しませんでした。"
 ACK_COMMENT = "xmonbridge の電話通知で {user} さんが 3# を押して認知済みにしました。"
@@ -523,7 +526,7 @@ def _finish_if_all_done(notification: Notification, now: datetime) -> None:
     if states and all(s == DELIVERY_FAILED for s in states):
         _end(notification, now, ALL_CAPPED, NOTIFICATION_FAILED)
     else:
-        _end(notification, now, ALL_DONE if all(s != DELIVERY_FAILED for s in states) else ALL_CAPPED)
+        _end(notification, now, ALL_DONE if all(s != DELIVERY_FAILED for s in states) else ALL_DONE_PARTLY)
 
 
 def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
@@ -540,7 +543,9 @@ def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
         if candidate.status in (DELIVERY_SENDING, DELIVERY_CALLING) and candidate is not delivery:
             return  # someone is already being called
         candidate.status = DELIVERY_QUEUED
-        candidate.next_at = now
+        # The only one left is the user who just passed: not while their call is still on.
+        wait = 0 if candidate is not delivery else max(notification.recall_seconds or 0, MIN_SELF_WAIT)
+        candidate.next_at = now + timedelta(seconds=wait)
         candidate.updated_at = now
         if candidate is not delivery:
             candidate.error = why

@@ -449,12 +449,17 @@ class Dispatcher:
         else:
             wait = self.timing.check_grace_callback if callback else self.timing.check_grace
         button = notification.channel == CHANNEL_BUTTON
-        db.session.refresh(delivery)
         if not button:
             delivery.status = DELIVERY_SENT
-        elif delivery.status == DELIVERY_SENDING:
-            # Until it ends; a key pressed before this commit has already moved it on.
-            delivery.status = DELIVERY_CALLING
+        else:
+            # Calling until it ends; a key pressed before this commit has already moved it on.
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.status == DELIVERY_SENDING)
+                .values(status=DELIVERY_CALLING)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.refresh(delivery)
         delivery.sid = sid
         delivery.final_status = ""
         if not button:
