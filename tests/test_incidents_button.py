@@ -2,14 +2,20 @@
 
 A scripted handset (tests/handset.py) works a real 輪番 call through the app's webhooks, as in
 test_button_calls.py: the first user presses 2#, the second does not answer and is called
-again, then presses 1# and 3#. The pages then say, to an administrator and (numbers masked)
-to any logged-in user, what happened at each step.
+again, then presses 1# and 3#; the dispatcher sends the two acknowledgements to a monitor over
+HTTP, which accepts one and refuses the other. The pages then say, to an administrator and
+(numbers masked) to any logged-in user, what happened at each step.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,9 +29,9 @@ from tests.test_button_calls import NAMES, PHONES, World, _work
 from xmonbridge.calls import flow
 from xmonbridge.extensions import db
 from xmonbridge.models import (
-    ACK_COMMAND_FILE,
     ACK_DONE,
     ACK_FAILED,
+    ACK_HTTP,
     LOG_ACK,
     LOG_CALL_LIMIT,
     LOG_GATHER,
@@ -34,11 +40,36 @@ from xmonbridge.models import (
     Notification,
     RequestLog,
     XmonSettings,
-    utcnow,
 )
 from xmonbridge.webhooks import callbacks
 
-ACK_ERROR = "外部コマンドファイル /var/lib/nagios4/rw/nagios.cmd に書き込めません(読み手がいません)。"
+ACK_REFUSED = "通知先が HTTP 400 で拒否しました。"
+
+
+class _Monitor(BaseHTTPRequestHandler):
+    """A monitor's acknowledgement endpoint: accepts web01, refuses anything else (400)."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200 if body.get("host") == "web01" else 400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def monitor() -> Iterator[str]:
+    """The endpoint's URL while it runs on 127.0.0.1."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Monitor)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/ack"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass
@@ -53,31 +84,35 @@ class Rotation:
 
 
 def work_a_rotation(world: World) -> Rotation:
-    """2# by the first user, no answer and a re-call of the second, 1# and 3# by the second."""
-    setting = world.setting("rotation", recall_seconds=30, max_calls=3, name="当番への電話")
-    web = world.alert(setting, host="web01", service="HTTP")
-    db_alert = world.alert(setting, host="db01", service="")
-    world.run()
-    first = world.handset.expect_call(PHONES[0])
-    _work(world, first, "2")
-    world.handset.hang_up(first)
-    world.run()
-    second = world.handset.expect_call(PHONES[1])
-    world.handset.hang_up(second, "no-answer", duration=0)
-    recovery = world.alert(setting, host="app01", service="PING", type_="RECOVERY", problem_id="7")
-    world.run(10)
-    world.handset.expect_no_call()  # the interval has not passed
-    world.run(21)
-    again = world.handset.expect_call(PHONES[1])
-    _work(world, again, "1", "3")
-    world.handset.hang_up(again, duration=42)
-    # What the acknowledgement sink leaves (the dispatcher's sink writes these columns).
+    """2# by the first user, no answer and a re-call of the second, 1# and 3# by the second.
+
+    Acknowledgements go to a monitor over HTTP, which accepts web01 and refuses db01.
+    """
+    with monitor() as url:
+        settings = XmonSettings.for_update()
+        settings.ack_mode, settings.ack_http_url = ACK_HTTP, url
+        db.session.commit()
+        setting = world.setting("rotation", recall_seconds=30, max_calls=3, name="当番への電話")
+        web = world.alert(setting, host="web01", service="HTTP")
+        db_alert = world.alert(setting, host="db01", service="")
+        world.run()
+        first = world.handset.expect_call(PHONES[0])
+        _work(world, first, "2")
+        world.handset.hang_up(first)
+        world.run()
+        second = world.handset.expect_call(PHONES[1])
+        world.handset.hang_up(second, "no-answer", duration=0)
+        recovery = world.alert(setting, host="app01", service="PING", type_="RECOVERY", problem_id="7")
+        world.run(10)
+        world.handset.expect_no_call()  # the interval has not passed
+        world.run(21)
+        again = world.handset.expect_call(PHONES[1])
+        _work(world, again, "1", "3")
+        world.handset.hang_up(again, duration=42)
+        world.run()  # the acknowledgements are sent
+    db.session.expire_all()
     acks = db.session.scalars(select(Acknowledgement).order_by(Acknowledgement.id)).all()
-    assert [(a.host, a.service) for a in acks] == [("web01", "HTTP"), ("db01", "")]
-    now = utcnow()
-    acks[0].sink, acks[0].status, acks[0].tries, acks[0].done_at = ACK_COMMAND_FILE, ACK_DONE, 1, now
-    acks[1].sink, acks[1].status, acks[1].tries, acks[1].error = ACK_COMMAND_FILE, ACK_FAILED, 6, ACK_ERROR
-    db.session.commit()
+    assert [(a.host, a.service, a.status) for a in acks] == [("web01", "HTTP", ACK_DONE), ("db01", "", ACK_FAILED)]
     notification = world.notification()
     return Rotation(web, db_alert, recovery, notification.id, [first.sid, second.sid, again.sid])
 
@@ -166,8 +201,8 @@ def test_the_detail_shows_every_step_of_the_rotation(world: World, rotation: Rot
 
     # The acknowledgements sent back to the monitor: sink, result, tries, error.
     acks = rows(html, "button-acks")
-    assert f"web01 / HTTP {NAMES[1]} Nagios の外部コマンドファイルに書き込む 送信済み 1 回" in acks[0]
-    assert f"db01(ホスト) {NAMES[1]} Nagios の外部コマンドファイルに書き込む 失敗 6 回 {ACK_ERROR}" in acks[1]
+    assert f"web01 / HTTP {NAMES[1]} HTTP で POST する 送信済み 1 回" in acks[0]
+    assert f"db01(ホスト) {NAMES[1]} HTTP で POST する 失敗 1 回 {ACK_REFUSED}" in acks[1]
     assert 'class="table-danger"' in re.findall(r"<tr data-ack-id.*?>", html)[1]
 
 
@@ -313,58 +348,21 @@ def test_a_refused_webhook_says_why_without_twilios_explanations(world: World) -
     assert callbacks.BAD_SIGNATURE in text(page(client, "/admin/twilio/logs/?result=failure"))
 
 
-def test_the_log_shows_acknowledgements_and_per_number_limits(app: Flask) -> None:
-    from tests.factories import make_button_call_setting, make_recipient, make_twilio_account
+def test_the_log_shows_each_acknowledgement_sent_to_the_monitor(world: World, rotation: Rotation) -> None:
+    client = login(world.app, admin=True)
+    body = text(page(client, "/admin/twilio/logs/?kind=ack"))
+    assert "認知済み通知" in body and f"認知: web01 / HTTP({NAMES[1]})" in body and f"認知: db01(ホスト)({NAMES[1]})" in body
+    assert ACK_REFUSED in body
 
-    account = make_twilio_account()
-    setting = make_button_call_setting(account, [make_recipient()], name="当番への電話")
-    reason = "同じ番号への発信の上限(2 回/15 分)に達したため、2026-04-01 12:15:00 まで発信を待ちます。"
-    db.session.add_all(
-        [
-            RequestLog(
-                kind=LOG_CALL_LIMIT,
-                setting_type="button_call",
-                setting_id=setting.id,
-                setting_name=setting.name,
-                destination=PHONES[0],
-                success=False,
-                error_message=reason,
-            ),
-            RequestLog(
-                kind=LOG_ACK,
-                setting_type="button_call",
-                setting_id=setting.id,
-                setting_name=setting.name,
-                success=True,
-                request_summary='{"host": "web01", "service": "HTTP", "author": "佐藤 翔太", "sink": "http", "tries": 1}',
-            ),
-            RequestLog(
-                kind=LOG_ACK,
-                setting_type="button_call",
-                setting_id=setting.id,
-                setting_name=setting.name,
-                success=False,
-                error_message=ACK_ERROR,
-                request_summary='{"host": "db01", "service": "", "author": "佐藤 翔太", "sink": "command_file", "tries": 3}',
-            ),
-        ]
-    )
-    db.session.commit()
-    client = login(app, admin=True)
-    body = text(page(client, "/admin/twilio/logs/"))
-    assert "発信上限" in body and reason in body
-    assert "認知済み通知" in body and "認知: web01 / HTTP(佐藤 翔太)" in body and "認知: db01(ホスト)(佐藤 翔太)" in body
-    assert ACK_ERROR in body
-
-    limit, done, failed = (log_rows(LOG_CALL_LIMIT)[0], *log_rows(LOG_ACK))
-    detail = page(client, f"/admin/twilio/logs/{limit.id}")
-    assert f"発信を見送った理由 {reason}" in text(detail) and 'id="log-explanation"' not in detail
-    done_text = text(page(client, f"/admin/twilio/logs/{done.id}"))
-    assert "認知した障害 web01 / HTTP" in done_text and "認知したユーザ 佐藤 翔太" in done_text
-    assert "送信先 HTTP で POST する" in done_text and "試行 1 回目" in done_text
-    failed_page = page(client, f"/admin/twilio/logs/{failed.id}")
-    assert "送信先 Nagios の外部コマンドファイルに書き込む" in text(failed_page) and ACK_ERROR in failed_page
-    assert 'id="log-explanation"' not in failed_page
+    done, refused = log_rows(LOG_ACK)
+    done_page = page(client, f"/admin/twilio/logs/{done.id}")
+    done_text = text(done_page)
+    assert "認知した障害 web01 / HTTP" in done_text and f"認知したユーザ {NAMES[1]}" in done_text
+    assert "送信先 HTTP で POST する" in done_text and "試行 1 回目" in done_text and "結果 監視サーバーに送りました。" in done_text
+    assert "HTTP ステータス" not in done_text and "(応答なし)" not in done_text
+    refused_page = page(client, f"/admin/twilio/logs/{refused.id}")
+    assert f"結果 {ACK_REFUSED}" in text(refused_page) and "認知した障害 db01(ホスト)" in text(refused_page)
+    assert 'id="log-explanation"' not in refused_page
 
 
 def test_the_log_help_explains_the_new_kinds(client: FlaskClient, logged_in: AuthActions) -> None:
@@ -404,3 +402,7 @@ def test_a_machine_and_the_per_number_limit_are_shown_with_their_reasons(world: 
     assert "留守番電話判定(Webhook)" in listed and "応答者: 留守番電話(machine_start)" in listed
     assert "記録: 留守番電話のため切断します(再発信します)。" in listed
     assert "通話切断" in listed and "発信上限" in listed and "上限(2 回/15 分)" in listed
+    [limit] = log_rows(LOG_CALL_LIMIT)
+    detail = page(client, f"/admin/twilio/logs/{limit.id}")
+    assert f"発信を見送った理由 {limit.error_message}" in text(detail) and "上限(2 回/15 分)" in limit.error_message
+    assert 'id="log-explanation"' not in detail and "(応答なし)" not in detail

@@ -3,7 +3,8 @@
 The call is worked in the server's own database before `xmonbridge serve` starts (the way
 tests/test_incidents_button.py does it: intake, the dispatcher on a hand-moved clock against
 the fake Twilio, the handset posting signed webhooks): the first user presses 2#, the second
-does not answer, is called again, presses 1# and 3#. Then an administrator opens インシデント
+does not answer, is called again, presses 1# and 3#; of the two acknowledgements, a monitor
+over HTTP accepts one and refuses the other. Then an administrator opens インシデント
 and ログ on the running server and sees each step; a user who is not an administrator sees the
 same call with masked numbers.
 """
@@ -18,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from tests.real_server import RealServer
 from tests.test_button_calls import NAMES, World
-from tests.test_incidents_button import ACK_ERROR, Rotation, work_a_rotation
+from tests.test_incidents_button import ACK_REFUSED, Rotation, work_a_rotation
 
 ADMIN_PASSWORD = "button-admin-pass-1"
 VIEWER_PASSWORD = "button-viewer-pass-2"
@@ -109,7 +110,7 @@ def test_incidents_and_logs_show_each_step_of_a_worked_rotation(page: Page, work
     expect(acks).to_have_count(2)
     expect(acks.nth(0).locator(".ack-state")).to_have_text("送信済み")
     expect(acks.nth(1).locator(".ack-state")).to_have_text("失敗")
-    expect(acks.nth(1).locator(".ack-error")).to_have_text(ACK_ERROR)
+    expect(acks.nth(1).locator(".ack-error")).to_have_text(ACK_REFUSED)
     shot(page, "incident_button_detail")
 
     # ログ: the keys of each ボタン操作 and its signature check.

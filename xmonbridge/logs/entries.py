@@ -116,7 +116,8 @@ def facts(row: RequestLog, summary: dict[str, Any] | None = None) -> list[Fact]:
     ]
     if isinstance(tries, int):
         lines.append(Fact("試行", f"{tries} 回目", "tries"))
-    lines.append(Fact("結果", ACK_SENT if row.success else row.error_message, "result"))
+    done = str(summary.get("result") or ACK_SENT)
+    lines.append(Fact("結果", done if row.success else row.error_message, "result"))
     return lines
 
 
