@@ -12,7 +12,15 @@ from wtforms.validators import Length, Optional, ValidationError
 from ..extensions import db
 from ..forms import BaseForm, strip
 from ..logs.forms import INVALID_DATE, _in_range, _utc_start_of
-from ..models import SETTING_SIMPLE_CALL, SETTING_SMS, AlertRecord, SimpleCallSetting, SmsSetting
+from ..models import (
+    SETTING_BUTTON_CALL,
+    SETTING_SIMPLE_CALL,
+    SETTING_SMS,
+    AlertRecord,
+    ButtonCallSetting,
+    SimpleCallSetting,
+    SmsSetting,
+)
 from .summary import setting_label
 
 
@@ -30,7 +38,12 @@ def setting_choices() -> list[SelectChoice]:
     )
     for setting_type, setting_id, name in rows:
         names[(setting_type, setting_id)] = name or ""
-    for setting_type, model in ((SETTING_SIMPLE_CALL, SimpleCallSetting), (SETTING_SMS, SmsSetting)):
+    current: tuple[tuple[str, type[SimpleCallSetting] | type[SmsSetting] | type[ButtonCallSetting]], ...] = (
+        (SETTING_SIMPLE_CALL, SimpleCallSetting),
+        (SETTING_BUTTON_CALL, ButtonCallSetting),
+        (SETTING_SMS, SmsSetting),
+    )
+    for setting_type, model in current:
         for setting_id, name in db.session.execute(select(model.id, model.name)):
             names[(setting_type, setting_id)] = name
     ordered = sorted(names.items(), key=lambda item: (item[0][0], item[1], item[0][1]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import render_template, request
 from flask_login import login_required
 from sqlalchemy import false, select
@@ -9,8 +11,8 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..logs.routes import _paginate
-from ..models import AlertRecord, Delivery, Notification
-from . import bp, summary
+from ..models import CHANNEL_BUTTON, AlertRecord, Delivery, Notification
+from . import bp, button, summary
 from .forms import IncidentFilterForm
 
 # The whole tree of an alert, loaded in a few queries for a page of alerts.
@@ -26,23 +28,36 @@ def index() -> str:
     stmt = stmt.where(*form.conditions()) if form.validate() else stmt.where(false())
     search = {key: value for key, value in request.args.items() if key != "page" and value}
     pagination = _paginate(stmt)
+    alerts: list[AlertRecord] = list(pagination.items)
+    joined = button.joined_notifications([alert.id for alert in alerts])
+    calls = button.summaries(
+        [n for alert in alerts for n in alert.notifications if n.channel == CHANNEL_BUTTON]
+        + [n for found in joined.values() for n in found]
+    )
     rows = []
-    for alert in pagination.items:
-        views = summary.alert_views(alert)
-        rows.append((alert, views, any(view.all_failed for view in views)))
+    for alert in alerts:
+        views: list[Any] = [
+            calls[n.id] if n.channel == CHANNEL_BUTTON else summary.notification_view(n) for n in alert.notifications
+        ]
+        joins = [calls[n.id] for n in joined.get(alert.id, [])]
+        failed = any(view.all_failed for view in views + joins)
+        rows.append((alert, views, joins, failed))
     return render_template("incidents/index.html", form=form, pagination=pagination, search=search, rows=rows, s=summary)
 
 
 @bp.route("/<int:alert_id>")
 @login_required
 def show(alert_id: int) -> str:
-    """Show one alert, its notifications, each recipient and every attempt."""
+    """Show one alert, its notifications (a button call it joined too), each recipient and every attempt."""
     alert = db.get_or_404(AlertRecord, alert_id)
     followups = db.session.scalars(
         select(AlertRecord)
         .where(AlertRecord.problem_alert_id == alert.id)
         .order_by(AlertRecord.received_at, AlertRecord.id)
     ).all()
-    return render_template(
-        "incidents/show.html", alert=alert, views=summary.alert_views(alert), followups=followups, s=summary
-    )
+    joined = button.joined_notifications([alert.id]).get(alert.id, [])
+    views: list[Any] = [
+        button.button_detail(n, alert) if n.channel == CHANNEL_BUTTON else summary.notification_view(n)
+        for n in [*alert.notifications, *joined]
+    ]
+    return render_template("incidents/show.html", alert=alert, views=views, followups=followups, s=summary)

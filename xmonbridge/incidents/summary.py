@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..dispatch.outcomes import answered_by_label, explain_delivery_error, is_failing, status_label
+from ..logs.entries import OTHER_SETTING_TYPES
 from ..messages import NOTIFICATION_TYPES
 from ..models import (
     CHANNEL_BUTTON,
@@ -58,7 +59,7 @@ ALL_FAILED = "全員失敗"
 
 def setting_label(setting_type: str, name: str) -> str:
     """「SMS 通知設定: 担当者への連絡」."""
-    kind = SETTING_TYPES.get(setting_type, setting_type)
+    kind = SETTING_TYPES.get(setting_type) or OTHER_SETTING_TYPES.get(setting_type, setting_type)
     return f"{kind}: {name}" if name else kind
 
 
@@ -100,6 +101,9 @@ class NotificationView:
     text: str
     all_failed: bool
     deliveries: list[DeliveryView]
+
+    # Button calls have views of their own (button.py).
+    button = False
 
 
 def delivery_failed(delivery: Delivery) -> bool:

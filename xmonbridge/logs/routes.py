@@ -12,13 +12,13 @@ from sqlalchemy import Select, false, select
 
 from ..access import admin_required
 from ..extensions import db
-from ..models import LOG_KINDS, LOG_STATUS_CALLBACK, SETTING_TYPES, RequestLog, SimulatedMessage
+from ..models import LOG_KINDS, RequestLog, SimulatedMessage
 from ..telephony import CREATE_KINDS, SHORTENED_FROM
 from ..twilio_errors import explain_logged
-from ..webhooks.callbacks import CallbackView, describe
 from . import bp
+from .entries import ALL_SETTING_TYPES, LOCAL_KINDS, RECEIVED_KINDS, facts, notes, received, summary_of
 from .forms import LogFilterForm
-from .guide import error_help
+from .guide import error_help, kind_help
 
 CHANNELS = {"call": "電話", "sms": "SMS"}
 MAX_PAGE = 1_000_000
@@ -36,19 +36,6 @@ def _paginate(stmt: Select[Any]) -> Pagination:
     )
 
 
-def _summary(row: RequestLog) -> dict[str, Any]:
-    try:
-        asked = json.loads(row.request_summary or "{}")
-    except ValueError:
-        return {}
-    return asked if isinstance(asked, dict) else {}
-
-
-def callback_view(row: RequestLog) -> CallbackView | None:
-    """What a status callback row received and decided; None for requests xmonbridge made."""
-    return describe(_summary(row)) if row.kind == LOG_STATUS_CALLBACK else None
-
-
 def spoken_message(url: str) -> str:
     """The text a TwiML Bin call speaks: the decoded `message` parameter of its Url."""
     return parse_qs(urlsplit(url).query).get("message", [""])[0]
@@ -64,14 +51,13 @@ def index() -> str:
     # Paging links carry the search as it was typed.
     search = {key: value for key, value in request.args.items() if key != "page" and value}
     pagination = _paginate(stmt)
-    callbacks = {row.id: view for row in pagination.items if (view := callback_view(row)) is not None}
     # Failures without an answer from Twilio are logged as short markers ("timeout" …): listed in Japanese.
     listed = {
         row.id: str(error)
         for row in pagination.items
         if row.http_status is None
         and row.error_message
-        and row.id not in callbacks
+        and row.kind not in RECEIVED_KINDS | LOCAL_KINDS
         and (error := explain_logged(None, None, row.error_message, create=row.kind in CREATE_KINDS)) is not None
     }
     return render_template(
@@ -80,26 +66,25 @@ def index() -> str:
         pagination=pagination,
         search=search,
         kinds=LOG_KINDS,
-        callbacks=callbacks,
+        notes={row.id: notes(row) for row in pagination.items},
         listed_errors=listed,
         error_help=error_help(),
+        kind_help=kind_help(),
     )
 
 
 @bp.route("/<int:log_id>")
 @admin_required
 def show(log_id: int) -> str:
-    """Show one request with what was asked of Twilio (or what a status callback brought) and why it failed."""
+    """Show one request with what was asked of Twilio (or what a webhook brought) and why it failed."""
     row = db.get_or_404(RequestLog, log_id)
-    try:
-        asked = json.loads(row.request_summary or "{}")
-    except ValueError:
-        asked = {}
+    asked = summary_of(row)
     summary = json.dumps(asked, ensure_ascii=False, indent=2, sort_keys=True) if asked else row.request_summary
-    callback = callback_view(row)
+    callback = received(row, asked)
     explanation = None
-    # A refused status callback says why in error_message; Twilio's request explanations do not apply.
-    if callback is None and not row.success:
+    # A refused webhook says why in error_message, a held-back call or a failed acknowledgement
+    # too: Twilio's request explanations do not apply to them.
+    if row.kind not in RECEIVED_KINDS | LOCAL_KINDS and not row.success:
         create = row.kind in CREATE_KINDS
         explanation = explain_logged(row.http_status, row.error_code, row.error_message or "", create=create)
     shortened_from = asked.get(SHORTENED_FROM) if isinstance(asked, dict) else None
@@ -109,10 +94,11 @@ def show(log_id: int) -> str:
         summary=summary,
         spoken=spoken_message(str(asked.get("Url", ""))),
         kinds=LOG_KINDS,
-        setting_types=SETTING_TYPES,
+        setting_types=ALL_SETTING_TYPES,
         explanation=explanation,
         shortened_from=shortened_from if isinstance(shortened_from, int) else None,
         callback=callback,
+        facts=facts(row, asked),
     )
 
 
