@@ -85,8 +85,8 @@ def test_a_full_fifo_times_out(tmp_path: Path) -> None:
             except BlockingIOError:
                 break
         with pytest.raises(AckError) as error:
-            send(SERVICE_ACK, _settings(ack_mode=ACK_COMMAND_FILE, ack_command_file=str(fifo)))
-        assert error.value.temporary and "秒以内に終わりませんでした" in str(error.value)
+            send(SERVICE_ACK, _settings(ack_mode=ACK_COMMAND_FILE, ack_command_file=str(fifo)), timeout=0.5)
+        assert error.value.temporary and "0.5 秒以内に終わりませんでした" in str(error.value)
     finally:
         os.close(writer)
         os.close(reader)
@@ -167,3 +167,124 @@ def test_http_unreachable_is_temporary(app: Any) -> None:
     with pytest.raises(AckError) as error:
         send(SERVICE_ACK, settings)
     assert error.value.temporary and "接続できませんでした" in str(error.value)
+
+
+def test_names_lose_control_characters_and_long_comments_are_cut() -> None:
+    from xmonbridge.acks.sink import MAX_LINE
+
+    broken = AckRequest(host="web\r\n01", service="HT\x00TP", author="a", comment="c", at=AT)
+    assert command_line(broken) == "[1795827723] ACKNOWLEDGE_SVC_PROBLEM;web01;HTTP;2;1;1;a;c\n"
+    with pytest.raises(AckError) as refused:
+        command_line(AckRequest(host="web01", service="disk;/var", author="a", comment="c", at=AT))
+    assert not refused.value.temporary
+    long = command_line(AckRequest(host="web01", service="HTTP", author="佐藤", comment="認知" * 3000, at=AT))
+    assert len(long.encode()) <= MAX_LINE and long.count("\n") == 1 and long.endswith("認知\n")
+
+
+def test_a_slow_reader_gets_the_line_within_the_timeout(tmp_path: Path) -> None:
+    """A full pipe that the reader drains a moment later: the line waits for room, then goes whole."""
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    filled = 0
+    while True:
+        try:
+            filled += os.write(filler, b"x" * 4096)
+        except BlockingIOError:
+            break
+    os.close(filler)
+    received = bytearray()
+
+    def drain_later() -> None:
+        threading.Event().wait(0.3)
+        while len(received) < filled + len(command_line(HOST_ACK).encode()):
+            try:
+                received.extend(os.read(reader, 65536))
+            except BlockingIOError:
+                threading.Event().wait(0.01)
+
+    thread = threading.Thread(target=drain_later)
+    thread.start()
+    try:
+        assert "書き込みました" in send(HOST_ACK, _settings(ack_mode=ACK_COMMAND_FILE, ack_command_file=str(fifo)), timeout=5)
+        thread.join(5)
+    finally:
+        os.close(reader)
+    assert bytes(received[filled:]).decode() == command_line(HOST_ACK)
+
+
+@pytest.mark.parametrize("path", ["", "nagios.cmd", "rw/nagios.cmd"])
+def test_an_unset_or_relative_path_is_refused_for_good(path: str) -> None:
+    with pytest.raises(AckError) as error:
+        send(SERVICE_ACK, _settings(ack_mode=ACK_COMMAND_FILE, ack_command_file=path))
+    assert not error.value.temporary and "外部コマンドファイル" in str(error.value)
+
+
+def test_http_without_a_token_sends_no_authorization(app: Any, monitor: Any) -> None:
+    _Monitor.answers = [200]
+    settings = _settings(ack_mode=ACK_HTTP, ack_http_url=f"http://127.0.0.1:{monitor.server_address[1]}/a?x=1")
+    assert "200" in send(HOST_ACK, settings)
+    headers, body = _Monitor.seen[0]
+    assert "Authorization" not in headers and headers["Content-Type"] == "application/json"
+    assert body["type"] == "host" and body["service"] == "" and body["author"] == "佐藤\n翔太"
+
+
+@pytest.mark.parametrize(("status", "temporary"), [(429, True), (503, True), (408, True), (401, False), (404, False)])
+def test_http_statuses_decide_whether_to_retry(app: Any, monitor: Any, status: int, temporary: bool) -> None:
+    _Monitor.answers = [status]
+    settings = _settings(
+        ack_mode=ACK_HTTP,
+        ack_http_url=f"http://127.0.0.1:{monitor.server_address[1]}/acks",
+        ack_http_token_encrypted=secretbox.encrypt("s3cret-token"),
+    )
+    with pytest.raises(AckError) as error:
+        send(SERVICE_ACK, settings)
+    assert error.value.temporary is temporary and str(status) in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_http_redirects_are_not_followed(app: Any, monitor: Any) -> None:
+    """The token goes to the configured URL only: a redirect is refused, not followed."""
+    _Monitor.answers = [302]
+    settings = _settings(
+        ack_mode=ACK_HTTP,
+        ack_http_url=f"http://127.0.0.1:{monitor.server_address[1]}/acks",
+        ack_http_token_encrypted=secretbox.encrypt("s3cret-token"),
+    )
+    with pytest.raises(AckError) as error:
+        send(SERVICE_ACK, settings)
+    assert not error.value.temporary and "302" in str(error.value) and "転送" in str(error.value)
+    assert len(_Monitor.seen) == 1
+
+
+def test_http_garbage_or_an_unusable_token_never_escapes_or_shows_the_token(app: Any) -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def answer_garbage() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+        thread = threading.Thread(target=answer_garbage)
+        thread.start()
+        with pytest.raises(AckError) as garbled:
+            send(SERVICE_ACK, _settings(ack_mode=ACK_HTTP, ack_http_url=f"http://127.0.0.1:{port}/acks"))
+        thread.join(5)
+    assert garbled.value.temporary
+
+    bad_token = _settings(
+        ack_mode=ACK_HTTP,
+        ack_http_url=f"http://127.0.0.1:{port}/acks",
+        ack_http_token_encrypted=secretbox.encrypt("s3cret\r\nX-Injected: 1"),
+    )
+    with pytest.raises(AckError) as unusable:
+        send(SERVICE_ACK, bad_token)
+    assert not unusable.value.temporary and "s3cret" not in str(unusable.value)
+    assert unusable.value.__cause__ is None and unusable.value.__suppress_context__

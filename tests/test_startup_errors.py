@@ -201,6 +201,24 @@ def test_init_keeps_a_lost_fernet_key_lost_unless_told(instance: Path) -> None:
     _assert_refused(_run(instance, "init", "--new-fernet-key", check=False), "exists and is never replaced")
 
 
+def test_init_names_the_acknowledgement_token_a_new_fernet_key_loses(instance: Path) -> None:
+    fernet = Fernet((instance / "fernet.key").read_text().strip())
+    with closing(sqlite3.connect(instance / DATABASE)) as conn:
+        conn.execute(
+            "INSERT INTO xmon_settings (id, voice, ack_mode, ack_http_url, ack_http_token_encrypted, updated_at)"
+            " VALUES (1, 'Polly.Mizuki', 'http', 'https://m.example/acks', ?, datetime())",
+            (fernet.encrypt(b"monitor-token").decode(),),
+        )
+        conn.commit()
+    _drop_fernet_key(instance)
+    _assert_refused(
+        _run(instance, "init", check=False),
+        f"{instance / 'fernet.key'} is missing and the database holds the 通知先のトークン of X-MON 設定",
+    )
+    out = _run(instance, "init", "--new-fernet-key").stdout
+    assert "new fernet.key: enter 通知先のトークン again in X-MON 設定." in out
+
+
 def test_init_makes_a_missing_fernet_key_when_nothing_is_encrypted(instance: Path) -> None:
     _drop_fernet_key(instance)
     assert f"created {instance / 'fernet.key'}" in _run(instance, "init").stdout

@@ -47,6 +47,9 @@ class Field:
     secret: bool = False
     # Turns a stored value into text for the diff (ids into names, lists into lines).
     show: Callable[[Any], str] | None = None
+    # A value the change uses when it is applied, not a column of the object: shown only in
+    # the changes that carry it.
+    transient: bool = False
 
     def text(self, value: Any) -> str:
         """Return the value as shown in a diff."""
@@ -82,7 +85,7 @@ class ConfigKind:
         """Current values of obj, keyed by field name."""
         if self.snapshot is not None:
             return self.snapshot(obj)
-        return {f.name: getattr(obj, f.name) for f in self.fields}
+        return {f.name: getattr(obj, f.name) for f in self.fields if not f.transient}
 
     def write(self, obj: Any, values: dict[str, Any]) -> None:
         """Write values into obj."""
@@ -90,7 +93,7 @@ class ConfigKind:
             self.apply(obj, values)
             return
         for f in self.fields:
-            if f.name in values:
+            if f.name in values and not f.transient:
                 setattr(obj, f.name, values[f.name])
 
 
@@ -256,6 +259,8 @@ def diff(change: PendingChange) -> list[DiffRow]:
     proposed = change.data
     rows = []
     for f in kind.fields:
+        if f.transient and f.name not in proposed:
+            continue
         if f.secret:
             if change.action == ACTION_DELETE:
                 continue

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
 from .approval import REGISTRY
-from .models import STATUS_PENDING, PendingChange, TwilioAccount
+from .models import STATUS_PENDING, PendingChange, TwilioAccount, XmonSettings
 
 
 class SecretError(ValueError):
@@ -46,9 +46,11 @@ class StoredSecrets:
     accounts: list[str] = field(default_factory=list)
     # Pending changes whose proposed values carry a secret (a new AUTH TOKEN).
     pending: int = 0
+    # X-MON 設定 holds the bearer token acknowledgements are POSTed with.
+    ack_token: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.accounts or self.pending)
+        return bool(self.accounts or self.pending or self.ack_token)
 
     def __str__(self) -> str:
         parts = []
@@ -56,6 +58,8 @@ class StoredSecrets:
             parts.append(f"the AUTH TOKEN of {_count(len(self.accounts), 'Twilio account')} ({', '.join(self.accounts)})")
         if self.pending:
             parts.append(f"{_count(self.pending, 'pending change')} with an AUTH TOKEN")
+        if self.ack_token:
+            parts.append("the 通知先のトークン of X-MON 設定")
         return " and ".join(parts) or "no encrypted secret"
 
     def reentry_notice(self) -> str:
@@ -67,6 +71,9 @@ class StoredSecrets:
         if self.pending:
             pending = f"reject {_count(self.pending, 'pending change')} carrying an AUTH TOKEN in 承認待ち and request it again"
             notice = f"{notice}; {pending}" if notice else pending
+        if self.ack_token:
+            ack = "enter 通知先のトークン again in X-MON 設定"
+            notice = f"{notice}; {ack}" if notice else ack
         return notice
 
 
@@ -81,6 +88,12 @@ def stored_secrets(connection: Connection) -> StoredSecrets:
     if TwilioAccount.__tablename__ in tables:
         query = select(TwilioAccount.name).where(TwilioAccount.auth_token_encrypted != "").order_by(TwilioAccount.name)
         found.accounts = list(connection.scalars(query))
+    if XmonSettings.__tablename__ in tables:
+        # The column came with migration 0006.
+        columns = {column["name"] for column in inspect(connection).get_columns(XmonSettings.__tablename__)}
+        if "ack_http_token_encrypted" in columns:
+            query = select(XmonSettings.id).where(XmonSettings.ack_http_token_encrypted.is_not(None))
+            found.ack_token = connection.scalar(query) is not None
     if PendingChange.__tablename__ in tables:
         secret_fields = {key: [f.name for f in kind.fields if f.secret] for key, kind in REGISTRY.items()}
         query = select(PendingChange.kind, PendingChange.payload).where(PendingChange.status == STATUS_PENDING)

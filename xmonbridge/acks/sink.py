@@ -15,11 +15,14 @@ fails temporarily.
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
+import pwd
 import re
 import select
 import stat
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -33,10 +36,16 @@ MAX_LINE = 4000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 NOT_SET = "認知済みの通知先が設定されていません(X-MON 設定の「認知済みの通知先」)。"
+NO_PATH = "外部コマンドファイルが設定されていません(X-MON 設定)。"
+NOT_ABSOLUTE = "外部コマンドファイルは / で始まる絶対パスで指定してください。"
 NOT_FIFO = "外部コマンドファイル {path} が FIFO ではありません(Nagios の command_file を指定してください)。"
 MISSING = "外部コマンドファイル {path} がありません(Nagios が起動していないか、パスが違います)。"
 NO_READER = "Nagios が外部コマンドファイル {path} を読み込んでいません(Nagios が停止している可能性があります)。"
 DENIED = "外部コマンドファイル {path} に書き込む権限がありません。"
+DENIED_USER = (
+    "xmonbridge を実行しているユーザ {user} には外部コマンドファイル {path} に書き込む権限がありません"
+    "(Nagios の command_file のグループにユーザを加えてください)。"
+)
 WRITE_TIMEOUT = "外部コマンドファイル {path} への書き込みが {seconds:g} 秒以内に終わりませんでした。"
 WRITE_FAILED = "外部コマンドファイル {path} に書き込めませんでした: {error}"
 SEMICOLON = "ホスト名またはサービス名にセミコロン(;)が含まれているため、Nagios のコマンドにできません。"
@@ -44,10 +53,13 @@ TOO_LONG = "コマンドが長すぎるため書き込みませんでした。"
 WRITTEN = "外部コマンドファイルに書き込みました。"
 HTTP_DONE = "HTTP {status} で受け付けられました。"
 HTTP_REFUSED = "通知先が HTTP {status} で拒否しました。"
+HTTP_REDIRECT = "通知先が HTTP {status} で別の URL に転送しようとしました(転送先には送りません)。通知先 URL を確認してください。"
 HTTP_FAILED = "通知先が HTTP {status} を返しました(後で再送します)。"
 HTTP_UNREACHABLE = "通知先に接続できませんでした: {reason}"
 NO_URL = "通知先 URL が設定されていません(X-MON 設定)。"
 TOKEN_UNREADABLE = "通知先のトークンを復号できません。fernet.key を確認してください。"
+HTTP_GARBLED = "通知先の応答が HTTP として読めませんでした(後で再送します)。"
+HTTP_UNUSABLE = "通知先 URL または通知先のトークンをリクエストに使えません(X-MON 設定で入力し直してください)。"
 
 
 @dataclass(frozen=True)
@@ -74,21 +86,30 @@ def _free_text(text: str) -> str:
     return _CONTROL.sub(" ", text).replace(";", ",").strip()
 
 
+def _cut_to(text: str, size: int) -> str:
+    """text shortened to at most size UTF-8 bytes, at a character boundary."""
+    return text.encode()[: max(size, 0)].decode(errors="ignore")
+
+
 def command_line(request: AckRequest) -> str:
-    """The external command line, ending with a newline; raises AckError for names it cannot hold."""
-    names = [request.host] + ([request.service] if request.service else [])
-    if any(";" in name or _CONTROL.search(name) for name in names):
+    """The external command line, ending with a newline; raises AckError for names it cannot hold.
+
+    Control characters (a line break would end the command early) are dropped from the names;
+    a `;` in a name cannot be written at all. A comment too long for one atomic write is cut.
+    """
+    host, service = _CONTROL.sub("", request.host), _CONTROL.sub("", request.service)
+    if ";" in host or ";" in service:
         raise AckError(SEMICOLON, temporary=False)
     epoch = int(request.at.replace(tzinfo=timezone.utc).timestamp())
     author, comment = _free_text(request.author), _free_text(request.comment)
-    if request.service:
-        body = f"ACKNOWLEDGE_SVC_PROBLEM;{request.host};{request.service};2;1;1;{author};{comment}"
+    if service:
+        head = f"[{epoch}] ACKNOWLEDGE_SVC_PROBLEM;{host};{service};2;1;1;{author};"
     else:
-        body = f"ACKNOWLEDGE_HOST_PROBLEM;{request.host};2;1;1;{author};{comment}"
-    line = f"[{epoch}] {body}\n"
-    if len(line.encode()) > MAX_LINE:
+        head = f"[{epoch}] ACKNOWLEDGE_HOST_PROBLEM;{host};2;1;1;{author};"
+    room = MAX_LINE - len(head.encode()) - 1
+    if room < 0:
         raise AckError(TOO_LONG, temporary=False)
-    return line
+    return f"{head}{_cut_to(comment, room)}\n"
 
 
 def send(request: AckRequest, settings: XmonSettings, *, timeout: float = 5.0) -> str:
@@ -106,8 +127,23 @@ def send(request: AckRequest, settings: XmonSettings, *, timeout: float = 5.0) -
     raise AckError(NOT_SET, temporary=False)
 
 
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 def check_command_file(path: str) -> str | None:
-    """Why path cannot be Nagios' command file, or None when it is a FIFO."""
+    """Why path cannot be Nagios' command file, or None when it is a FIFO this process may write.
+
+    X-MON 設定 refuses such a path when it is saved; send() checks again before each write
+    (the FIFO may be gone while Nagios is stopped).
+    """
+    if not path:
+        return NO_PATH
+    if not os.path.isabs(path):
+        return NOT_ABSOLUTE
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -116,6 +152,8 @@ def check_command_file(path: str) -> str | None:
         return WRITE_FAILED.format(path=path, error=error.strerror)
     if not stat.S_ISFIFO(mode):
         return NOT_FIFO.format(path=path)
+    if not os.access(path, os.W_OK):
+        return DENIED_USER.format(user=_user(), path=path)
     return None
 
 
@@ -124,7 +162,7 @@ def write_command(path: str, line: str, timeout: float) -> str:
     problem = check_command_file(path)
     if problem:
         # A missing FIFO comes back when Nagios starts again; a regular file does not.
-        raise AckError(problem, temporary=not os.path.lexists(path))
+        raise AckError(problem, temporary=bool(path) and os.path.isabs(path) and not os.path.lexists(path))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError as error:
@@ -134,22 +172,38 @@ def write_command(path: str, line: str, timeout: float) -> str:
             raise AckError(DENIED.format(path=path), temporary=False) from error
         raise AckError(WRITE_FAILED.format(path=path, error=error.strerror), temporary=True) from error
     try:
-        data = line.encode()
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        if not poller.poll(int(timeout * 1000)):
-            raise AckError(WRITE_TIMEOUT.format(path=path, seconds=timeout), temporary=True)
-        try:
-            written = os.write(fd, data)
-        except BlockingIOError as error:
-            raise AckError(WRITE_TIMEOUT.format(path=path, seconds=timeout), temporary=True) from error
-        except OSError as error:
-            raise AckError(WRITE_FAILED.format(path=path, error=error.strerror), temporary=True) from error
-        if written != len(data):  # pragma: no cover - a FIFO write below PIPE_BUF is all or nothing
-            raise AckError(WRITE_FAILED.format(path=path, error="short write"), temporary=True)
+        _write_before(fd, line.encode(), time.monotonic() + timeout)
+    except TimeoutError:
+        raise AckError(WRITE_TIMEOUT.format(path=path, seconds=timeout), temporary=True) from None
+    except OSError as error:
+        # EPIPE: Nagios closed the FIFO meanwhile (Python ignores SIGPIPE).
+        raise AckError(WRITE_FAILED.format(path=path, error=error.strerror), temporary=True) from error
     finally:
         os.close(fd)
     return WRITTEN
+
+
+def _write_before(fd: int, data: bytes, deadline: float) -> None:
+    """Write data to the non-blocking FIFO fd, waiting for room until deadline (TimeoutError).
+
+    Below PIPE_BUF a write is all or nothing: EAGAIN while the pipe is full (Nagios is busy or
+    stuck), then the whole line once poll() reports room.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while True:
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return
+        if written:  # pragma: no cover - a FIFO write below PIPE_BUF is all or nothing
+            raise OSError(errno.EIO, "short write")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        poller.poll(max(1, int(left * 1000)))
 
 
 def post(url: str, request: AckRequest, token: str | None, timeout: float) -> str:
@@ -167,14 +221,22 @@ def post(url: str, request: AckRequest, token: str | None, timeout: float) -> st
     headers = {"Content-Type": "application/json", "User-Agent": "xmonbridge"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    http = urllib.request.Request(url, data=json.dumps(body, ensure_ascii=False).encode(), headers=headers, method="POST")
     # No proxy from the environment and no redirects followed: the token goes to this URL only.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     try:
-        with opener.open(http, timeout=timeout) as response:
+        outgoing = urllib.request.Request(url, data=json.dumps(body, ensure_ascii=False).encode(), headers=headers, method="POST")
+        with opener.open(outgoing, timeout=timeout) as response:
             return HTTP_DONE.format(status=response.status)
+    except ValueError:
+        # A URL or header value no request can carry; the exception's text may quote the token.
+        raise AckError(HTTP_UNUSABLE, temporary=False) from None
+    except http.client.HTTPException:
+        # Not an HTTP answer (a bad status line, a header too long): a monitor restarting, say.
+        raise AckError(HTTP_GARBLED, temporary=True) from None
     except urllib.error.HTTPError as error:
         error.close()  # it holds the connection
+        if 300 <= error.code < 400:
+            raise AckError(HTTP_REDIRECT.format(status=error.code), temporary=False) from None
         if 400 <= error.code < 500 and error.code not in (408, 429):
             raise AckError(HTTP_REFUSED.format(status=error.code), temporary=False) from None
         raise AckError(HTTP_FAILED.format(status=error.code), temporary=True) from None

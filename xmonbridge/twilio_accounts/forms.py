@@ -11,7 +11,7 @@ from .. import secretbox
 from ..config_views import check_unique_name
 from ..forms import BaseForm, HttpUrl, blank_to_none, strip
 from ..models import TwilioAccount
-from .kind import CPS_LABEL, KIND
+from .kind import CPS_LABEL, DEFAULT_PREVIOUS_TOKEN_HOURS, KIND, PREVIOUS_TOKEN_HOURS, PREVIOUS_TOKEN_LABEL
 
 
 def _lower_hex(value: Any) -> Any:
@@ -33,6 +33,8 @@ def _lower_bin_sid(value: Any) -> Any:
 
 # Twilio raises an account's CPS on request; beyond this a typo is more likely than a contract.
 MAX_CPS = 100
+# A week: the old token may be why it was changed, so it should not stay valid for long.
+MAX_PREVIOUS_TOKEN_HOURS = 168
 
 
 class TwilioAccountForm(BaseForm):
@@ -88,13 +90,35 @@ class TwilioAccountForm(BaseForm):
             "Twilio で上限を引き上げた場合にだけ変更してください(超えた分は Twilio で待たされます)。"
         ),
     )
+    # Only on 編集: how long webhooks signed with the token being replaced are still accepted (B9).
+    previous_token_hours = IntegerField(
+        PREVIOUS_TOKEN_LABEL,
+        default=DEFAULT_PREVIOUS_TOKEN_HOURS,
+        validators=[
+            Optional(),
+            NumberRange(
+                min=0,
+                max=MAX_PREVIOUS_TOKEN_HOURS,
+                message=f"0 から {MAX_PREVIOUS_TOKEN_HOURS} までの整数(時間)で入力してください。",
+            ),
+        ],
+        description=(
+            "AUTH TOKEN を変更したときだけ使います。変更が承認されてからこの時間(時間単位)は、"
+            "変更前の AUTH TOKEN で署名された Twilio からのリクエスト(発信済みの通話の状態通知など)も受け付けます。"
+            f"空欄の場合は {DEFAULT_PREVIOUS_TOKEN_HOURS} 時間です。"
+            "AUTH TOKEN が漏れたために変更する場合は 0 にしてください(すぐに受け付けなくなります)。"
+        ),
+    )
     submit = SubmitField("作成")
     submit_approve = SubmitField("作成と承認")
 
     def __init__(self, *args: Any, account: TwilioAccount | None = None, **kwargs: Any) -> None:
         super().__init__(*args, obj=account, **kwargs)
         self.account = account
-        if account is not None:
+        if account is None:
+            # A new account has no previous token.
+            del self.previous_token_hours
+        else:
             self.submit.label.text = "編集"
             self.submit_approve.label.text = "編集と承認"
             self.auth_token.description = "空欄のままにすると変更しません。"
@@ -121,4 +145,7 @@ class TwilioAccountForm(BaseForm):
         }
         if self.auth_token.data:
             values["auth_token_encrypted"] = secretbox.encrypt(self.auth_token.data.lower())
+            if self.account is not None:
+                hours = self.previous_token_hours.data
+                values[PREVIOUS_TOKEN_HOURS.name] = DEFAULT_PREVIOUS_TOKEN_HOURS if hours is None else hours
         return values

@@ -10,7 +10,8 @@ from .. import approval, twiml
 from ..access import admin_required
 from ..config_views import ConfigPages, DeleteForm, delete_view, save_change
 from ..extensions import db
-from ..models import ACTIONS, TwilioAccount, User, XmonSettings
+from ..models import ACTIONS, TwilioAccount, User, XmonSettings, utcnow
+from ..webhooks.signature import previous_token_until
 from . import bp
 from .forms import TwilioAccountForm
 from .kind import KIND
@@ -58,11 +59,16 @@ def new() -> Response | str:
 @bp.route("/<int:account_id>")
 @admin_required
 def show(account_id: int) -> str:
-    """Show one account (never its AUTH TOKEN)."""
+    """Show one account (never its AUTH TOKEN), and until when its previous AUTH TOKEN is accepted."""
     account = _get_account_or_404(account_id)
     pending = [c for c in approval.pending_for(KIND) if c.target_id == account.id]
     return render_template(
-        "twilio_accounts/show.html", account=account, pending=pending, delete_form=DeleteForm(), **_help_context()
+        "twilio_accounts/show.html",
+        account=account,
+        pending=pending,
+        delete_form=DeleteForm(),
+        previous_token_until=previous_token_until(account, utcnow()),
+        **_help_context(),
     )
 
 
