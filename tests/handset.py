@@ -161,3 +161,35 @@ class Handset:
         url = call.form["AsyncAmdStatusCallback"]
         params = self._params(call, AnsweredBy=answered_by, MachineDetectionDuration="1800")
         return int(self.post(url, params, **kwargs).status_code)
+
+
+class HttpResponse:
+    """A real server's answer, shaped like a Flask test response for Handset."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self._body = body
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self._body.decode() if as_text else self._body
+
+
+class HttpClient:
+    """Posts to a running server (127.0.0.1), for Handset against `xmonbridge serve`."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+
+    def post(self, path: str, data: dict[str, str], headers: dict[str, str]) -> HttpResponse:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.base + path, data=urllib.parse.urlencode(data).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return HttpResponse(response.status, response.read())
+        except urllib.error.HTTPError as error:
+            return HttpResponse(error.code, error.read())

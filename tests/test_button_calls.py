@@ -518,3 +518,106 @@ def test_acknowledgements_wait_for_the_sink(world: World) -> None:
     _work(world, call, "3")
     ack = db.session.scalars(select(Acknowledgement)).one()
     assert ack.status == ACK_PENDING
+
+
+# --- both databases ---
+
+
+@pytest.fixture
+def any_db_world(any_db_live_app: Flask, fake_twilio: Any) -> World:
+    return World(any_db_live_app, fake_twilio)
+
+
+def test_rotation_on_both_databases(any_db_world: World) -> None:
+    world = any_db_world
+    setting = world.setting("rotation", users=world.users[:2], recall_seconds=20)
+    world.alert(setting)
+    world.run()
+    first = world.handset.expect_call(PHONES[0])
+    world.handset.hang_up(first, "no-answer", duration=0)
+    world.run(21)
+    again = world.handset.expect_call(PHONES[0])
+    _work(world, again, "2")
+    world.handset.hang_up(again)
+    world.run()
+    second = world.handset.expect_call(PHONES[1])
+    _work(world, second, "9")
+    world.handset.hang_up(second)
+    world.run(600)
+    world.handset.expect_no_call()
+    assert world.notification().status == NOTIFICATION_DONE
+
+
+def test_alerts_racing_in_parallel_share_one_notification(any_db_world: World) -> None:
+    """Intakes of one button setting at the same moment never start two notifications."""
+    import threading
+
+    world = any_db_world
+    setting = world.setting("all", users=world.users[:1])
+    setting_id = setting.id
+    errors: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def send(number: int) -> None:
+        with world.app.app_context():
+            try:
+                start.wait()
+                intake.accept(
+                    {
+                        "kind": "button_call",
+                        "setting_id": str(setting_id),
+                        "type": "PROBLEM",
+                        "host": f"race{number:02d}",
+                        "service": "HTTP",
+                        "state": "CRITICAL",
+                        "problem_id": str(900 + number),
+                    }
+                )
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    assert "障害が12件" in world.handset.answer(call).text
+
+
+def test_a_call_whose_status_callback_never_came_is_settled_from_twilio(world: World) -> None:
+    """Ring time plus the grace period later the dispatcher asks Twilio, then calls again."""
+    setting = world.setting("rotation", users=world.users[:1], recall_seconds=30, ring_seconds=40)
+    world.alert(setting)
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    world.fake.set_call_status(call.sid, "no-answer")  # ... and the callback is lost
+    grace = world.app.config["DISPATCH_CHECK_GRACE_CALLBACK_SECONDS"]
+    world.run(40 + grace - 5)
+    assert not world.fake.requests_for("FetchCall")
+    world.run(10)
+    assert [r.path.rsplit("/", 1)[1] for r in world.fake.requests_for("FetchCall")] == [f"{call.sid}.json"]
+    world.run(31)
+    world.handset.expect_call(PHONES[0])
+    assert world.notification().deliveries[0].attempts[0].end_reason == "no-answer"
+
+
+def test_a_call_twilio_never_ends_is_settled_after_an_hour(world: World) -> None:
+    """Otherwise the notification would stay active and swallow every later alert unheard."""
+    setting = world.setting("rotation", users=world.users[:1], recall_seconds=30)
+    world.alert(setting)
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    world.fake.set_call_status(call.sid, "in-progress")
+    for _ in range(7):
+        world.run(600)
+    world.run(31)
+    world.handset.expect_call(PHONES[0])
+    assert world.notification().deliveries[0].attempts[0].end_reason == "lost"

@@ -756,10 +756,11 @@ class Delivery(db.Model):
         back_populates="delivery", cascade="all, delete-orphan", order_by="Attempt.id"
     )
 
-    # Used by the dispatcher's queue scan.
+    # Used by the dispatcher's queue scan, its status checks, and the per-number limits (B8).
     __table_args__ = (
         Index("ix_deliveries_queue", "status", "next_at"),
         Index("ix_deliveries_check", "check_at"),
+        Index("ix_deliveries_to_number", "to_number"),
     )
 
 

@@ -7,13 +7,13 @@ calls and messages it "placed" in simulated_messages, where the UI lists them.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .extensions import db
-from .models import SimulatedMessage, TwilioAccount
+from .models import SimulatedMessage, TwilioAccount, utcnow
 from .telephony import CallState, OwnedNumber, Placed, explain
 
 NUMBERS = (
@@ -73,7 +73,12 @@ class Simulator:
         row = db.session.scalar(select(SimulatedMessage).where(SimulatedMessage.sid == sid))
         if row is None:
             raise explain(404, 20404)
-        return CallState(sid=sid, status=row.status)
+        status = row.status
+        if row.channel == "call" and status == "queued" and row.timeout is not None:
+            # Nobody answers a simulated phone (the phone simulator aside): the call rings out.
+            if utcnow() - row.created_at > timedelta(seconds=row.timeout):
+                status = "no-answer"
+        return CallState(sid=sid, status=status)
 
     def fetch_message(self, sid: str) -> CallState:
         return self.fetch_call(sid)

@@ -71,6 +71,7 @@ END_ENDED = "ended"
 END_NO_INPUT = "no_input"
 END_MACHINE = "machine"
 END_HUNG_UP = "hung_up"
+END_LOST = "lost"
 END_REASONS = {
     END_KEY_2: "2# 次のユーザへ",
     END_KEY_3: "3# 認知済み",
@@ -80,6 +81,7 @@ END_REASONS = {
     END_NO_INPUT: "30 秒以内にボタン操作なし",
     END_MACHINE: "留守番電話が応答",
     END_HUNG_UP: "ボタン操作なしで切断",
+    END_LOST: "通話の結果が分からないまま時間が経過",
     "busy": "話し中",
     "no-answer": "応答なし",
     "failed": "発信失敗",
@@ -107,6 +109,9 @@ ENDED_BY_KEY = "{user} さんが {key} を押したため、通知を終了し�
 ENDED_BY_ACK = "{user} さんが 3# で障害を認知済みにしたため、通知を終了しました。"
 ENDED_RESOLVED = "すべての障害が復旧、または監視で認知済みになったため、通知を終了しました。"
 ALL_DONE = "すべての宛先が 9# で通話を終了しました。"
+ALL_DONE_PARTLY = "宛先が 9# で通話を終了するか、発信回数の上限に達しました(発信できなかった宛先を含みます)。"
+# 輪番 with one user left: wait at least this long before calling the one who just passed.
+MIN_SELF_WAIT = 10
 PASSED = "{user} さんが 2# を押したため、次のユーザに通知します。"
 CANCELED = "通知が終了したため、発信しませんでした。"
 ACK_COMMENT = "xmonbridge の電話通知で {user} さんが 3# を押して認知済みにしました。"
@@ -323,6 +328,23 @@ def call_ended(attempt: Attempt, now: datetime) -> None:
         else:
             reason = END_HUNG_UP
         _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def call_lost(attempt: Attempt, now: datetime) -> None:
+    """No final status came for far too long: settle the call as not answered (re-call)."""
+    delivery = attempt.delivery
+    if attempt.end_key or delivery.status != DELIVERY_CALLING or delivery.sid != attempt.sid:
+        return
+    reason = attempt.end_reason or END_LOST
+    _set_end(attempt, reason)
+    _after_call(attempt, reason, now)
+
+
+def _after_call(attempt: Attempt, reason: str, now: datetime) -> None:
+    """What follows a call that ended for reason: nothing, a re-call, or the next user."""
+    delivery = attempt.delivery
+    notification = delivery.notification
     if reason in NORMAL_ENDS:
         delivery.status = DELIVERY_SENT if reason != END_ENDED else DELIVERY_CANCELED
         _finish_if_all_done(notification, now)
@@ -504,7 +526,7 @@ def _finish_if_all_done(notification: Notification, now: datetime) -> None:
     if states and all(s == DELIVERY_FAILED for s in states):
         _end(notification, now, ALL_CAPPED, NOTIFICATION_FAILED)
     else:
-        _end(notification, now, ALL_DONE if all(s != DELIVERY_FAILED for s in states) else ALL_CAPPED)
+        _end(notification, now, ALL_DONE if all(s != DELIVERY_FAILED for s in states) else ALL_DONE_PARTLY)
 
 
 def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
@@ -521,7 +543,9 @@ def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
         if candidate.status in (DELIVERY_SENDING, DELIVERY_CALLING) and candidate is not delivery:
             return  # someone is already being called
         candidate.status = DELIVERY_QUEUED
-        candidate.next_at = now
+        # The only one left is the user who just passed: not while their call is still on.
+        wait = 0 if candidate is not delivery else max(notification.recall_seconds or 0, MIN_SELF_WAIT)
+        candidate.next_at = now + timedelta(seconds=wait)
         candidate.updated_at = now
         if candidate is not delivery:
             candidate.error = why

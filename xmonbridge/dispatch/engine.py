@@ -98,6 +98,9 @@ PRUNE_EVERY = timedelta(minutes=1)
 PRUNE_BATCH = 1000
 # Stop asking Twilio about a delivery this long after it was placed.
 CHECK_FOR = timedelta(hours=6)
+# A button call with no final status this long after it was placed is settled as not answered
+# (it would otherwise keep its notification active, and every later alert would join it unheard).
+BUTTON_CALL_FOR = timedelta(hours=1)
 
 INTERRUPTED = "処理が中断されたため、発信・送信されたか確認できません。Twilio に照会してから再送します。"
 NO_ACCOUNT = "Twilio アカウント情報が削除されたため、発信・送信できません。"
@@ -446,12 +449,17 @@ class Dispatcher:
         else:
             wait = self.timing.check_grace_callback if callback else self.timing.check_grace
         button = notification.channel == CHANNEL_BUTTON
-        db.session.refresh(delivery)
         if not button:
             delivery.status = DELIVERY_SENT
-        elif delivery.status == DELIVERY_SENDING:
-            # Until it ends; a key pressed before this commit has already moved it on.
-            delivery.status = DELIVERY_CALLING
+        else:
+            # Calling until it ends; a key pressed before this commit has already moved it on.
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.status == DELIVERY_SENDING)
+                .values(status=DELIVERY_CALLING)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.refresh(delivery)
         delivery.sid = sid
         delivery.final_status = ""
         if not button:
@@ -686,6 +694,11 @@ class Dispatcher:
             notification = delivery.notification
             account = db.session.get(TwilioAccount, notification.account_id) if notification.account_id else None
             attempt = next((a for a in reversed(delivery.attempts) if a.sid == delivery.sid), delivery.attempts[-1])
+            if notification.channel == CHANNEL_BUTTON and (account is None or now - attempt.started_at > BUTTON_CALL_FOR):
+                delivery.check_at = None
+                flow.call_lost(attempt, now)
+                db.session.commit()
+                continue
             if account is None or now - attempt.started_at > CHECK_FOR:
                 delivery.check_at = None
                 db.session.commit()

@@ -1,0 +1,1 @@
+"""Acknowledgements sent back to the monitor (R12): see sink.py."""
