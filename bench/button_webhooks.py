@@ -4,11 +4,13 @@ Twilio fetches /twilio/voice/<token> when a callee answers and posts the keys to
 /twilio/gather/<token>; both are signed (X-Twilio-Signature over the public X-MON URL) and
 both answer TwiML composed from the database. This script seeds CALLS button calls in
 progress (one 一斉通知 setting with one recipient each, 3 faults and 1 recovery joined through
-intake, the delivery "calling" with one placed attempt), then drives signed requests from
-THREADS client threads: answers, then keys 1#, 7#, 8# and invalid ones (5#, 12#), which keep
-the call going (never 2#, 3# or 9#, so every run does the same work). The floor is the same
-server and client fetching a static file (/static/css/app.css). The dispatcher is off: the
-rows are made by hand, and nothing here reaches the fake Twilio.
+intake, the delivery "calling" with one placed attempt), then drives signed requests:
+answers, then keys 1#, 7#, 8# and invalid ones (5#, 12#), which keep the call going (never
+2#, 3# or 9#, so every run does the same work). Each kind runs twice: from --threads client
+threads (the rate under load; latency there is mostly queueing) and from one client per
+worker (the latency of a request that waits for nobody). The floor is the same server and
+client fetching a static file (/static/css/app.css). The dispatcher is off: the calls are
+marked placed by hand, and nothing here reaches the fake Twilio.
 
 Targets (issue 8): at least 300 requests/s, p99 at most 50 ms.
 
