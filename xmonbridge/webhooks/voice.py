@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..calls import flow
 from ..extensions import db
-from ..models import CHANNEL_BUTTON, LOG_AMD, LOG_GATHER, LOG_VOICE, Attempt, RequestLog, XmonSettings, utcnow
+from ..models import CHANNEL_BUTTON, LOG_AMD, LOG_GATHER, LOG_VOICE, Attempt, Delivery, RequestLog, XmonSettings, utcnow
 from ..public_url import amd_url, gather_url, voice_url
 from ..twiml import button_call
 from .callbacks import CHECK_KEY, CHECK_OK, MAX_TOKEN, RESULT_KEY, _clip, _refusal
@@ -48,11 +49,19 @@ def receive(kind: str, token: str, form: Mapping[str, str], signature: str | Non
     started = time.monotonic()
     attempt = None
     if len(token) <= MAX_TOKEN:
-        attempt = db.session.scalar(select(Attempt).where(Attempt.callback_token == token))
+        # The attempt with its delivery and notification in one query: every path reads them.
+        attempt = db.session.scalar(
+            select(Attempt)
+            .where(Attempt.callback_token == token)
+            .options(joinedload(Attempt.delivery).joinedload(Delivery.notification))
+        )
     if attempt is None or attempt.delivery.notification.channel != CHANNEL_BUTTON:
         # Not one of ours: no ログ row (anyone can post here).
         log.warning("%s webhook for an unknown URL refused (404)", kind)
         return Answer(404)
+    # Held for the whole request: the session keeps unchanged rows only while something refers
+    # to them, so each XmonSettings.get() in the flow would otherwise read the row again.
+    settings = XmonSettings.get()
     summary: dict[str, str] = {}
     for name in ("CallStatus", "Digits", "AnsweredBy", "AccountSid"):
         if form.get(name) is not None:
@@ -76,8 +85,8 @@ def receive(kind: str, token: str, form: Mapping[str, str], signature: str | Non
         return Answer(204)
     reply = flow.answer(attempt, now) if kind == VOICE else flow.press(attempt, form.get("Digits"), now)
     summary[RESULT_KEY] = reply.note
-    action = gather_url(XmonSettings.get().xmon_url, attempt.callback_token) or ""
-    twiml = button_call(reply.says, reply.guide, reply.hangup, flow.voice(), action)
+    action = gather_url(settings.xmon_url, attempt.callback_token) or ""
+    twiml = button_call(reply.says, reply.guide, reply.hangup, settings.effective_voice, action)
     _log(kind, attempt, 200, True, sid, "", summary, started)
     return Answer(200, twiml)
 
