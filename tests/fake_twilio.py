@@ -692,6 +692,9 @@ class FakeTwilio:
         self.dial_at_once = False
         self._failures: list[_Injection] = []
         self._stalls: list[_Injection] = []
+        # Bumped by reset(): a request still in flight from an earlier test (say, one that
+        # stalled past its client's timeout) must not take the injections meant for the next.
+        self._generation = 0
         self._lock = threading.RLock()
         self._stop_event = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -790,6 +793,7 @@ class FakeTwilio:
             self.bins.clear()
             self._failures.clear()
             self._stalls.clear()
+            self._generation += 1
             self.auth_tokens.clear()
             self.phone_numbers = default_phone_numbers()
             self.dial_at_once = False
@@ -908,9 +912,13 @@ class FakeTwilio:
         if operation is not None and operation not in self.spec.operations:
             raise ValueError(f"unknown operationId {operation!r}")
 
-    def _take(self, pending: list[_Injection], operation_id: str | None, after: bool = False) -> _Injection | None:
+    def _take(
+        self, pending: list[_Injection], operation_id: str | None, after: bool = False, generation: int | None = None
+    ) -> _Injection | None:
         """Consume one use of the first matching injection (applied before or after processing)."""
         with self._lock:
+            if generation is not None and generation != self._generation:
+                return None
             for injection in pending:
                 if injection.after != after:
                     continue
@@ -925,6 +933,7 @@ class FakeTwilio:
 
     def _process(self, handler: _Handler) -> None:
         """Parse, record, validate and answer one request."""
+        generation = self._generation
         method = handler.command.upper()
         parts = urlsplit(handler.path)
         path = parts.path
@@ -1034,7 +1043,7 @@ class FakeTwilio:
             self.requests.append(record)
             self.violations.extend(violations)
 
-        stall = self._take(self._stalls, record.operation_id)
+        stall = self._take(self._stalls, record.operation_id, generation=generation)
         if stall is not None and self._stop_event.wait(stall.seconds):
             return  # stopped while stalling: close without an answer
 
@@ -1043,7 +1052,7 @@ class FakeTwilio:
             if expected_token is not None and username == account_sid and password != expected_token:
                 error = (401, 20003, "Authenticate")
         if error is None:
-            failure = self._take(self._failures, record.operation_id)
+            failure = self._take(self._failures, record.operation_id, generation=generation)
             if failure is not None and failure.drop:
                 return  # closed without an answer
             if failure is not None:
@@ -1054,10 +1063,10 @@ class FakeTwilio:
             except _ApiError as exc:
                 error = (exc.status, exc.code, exc.message)
             # Carried out; what the client hears of it may still go wrong.
-            stall = self._take(self._stalls, record.operation_id, after=True)
+            stall = self._take(self._stalls, record.operation_id, after=True, generation=generation)
             if stall is not None and self._stop_event.wait(stall.seconds):
                 return
-            failure = self._take(self._failures, record.operation_id, after=True)
+            failure = self._take(self._failures, record.operation_id, after=True, generation=generation)
             if failure is not None and failure.drop:
                 return
             if failure is not None:

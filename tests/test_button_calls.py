@@ -9,6 +9,7 @@ callee hears and which calls the fake receives next.
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.factories import AUTH_TOKEN, make_button_call_setting, make_recipient, make_twilio_account, set_xmon_url
 from tests.handset import Call, Handset
+from xmonbridge import secretbox
 from xmonbridge.alerts import intake
 from xmonbridge.dispatch.engine import Dispatcher
 from xmonbridge.extensions import db
@@ -448,6 +450,32 @@ def test_forged_or_missing_signatures_are_refused_and_change_nothing(world: Worl
     refused = db.session.scalars(select(RequestLog).where(RequestLog.kind.in_([LOG_VOICE, LOG_GATHER]), RequestLog.http_status == 403)).all()
     assert len(refused) == 5
     assert world.handset.press(call, heard, "9").hangup  # the real one still works
+
+
+def test_during_rotation_the_previous_token_signs_the_call_until_it_expires(world: World) -> None:
+    """B9: after a new AUTH TOKEN, a call signed with the previous one is worked until its time is up."""
+    new_token = "b" * 32
+    world.account.auth_token_encrypted = secretbox.encrypt(new_token)
+    world.account.previous_auth_token_encrypted = secretbox.encrypt(AUTH_TOKEN)
+    world.account.previous_token_until = utcnow() + timedelta(hours=1)
+    db.session.commit()
+    setting = world.setting("rotation")
+    world.alert(setting)
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+
+    heard = world.handset.answer(call, token=AUTH_TOKEN)
+    assert heard.status == 200 and "障害が1件" in heard.text
+    details = world.handset.press(call, heard, "1", token=AUTH_TOKEN)
+    assert "障害1件目" in details.text
+
+    world.account.previous_token_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert world.handset.press(call, details, "3", token=AUTH_TOKEN).status == 403
+    assert not db.session.scalars(select(Acknowledgement)).all()
+    done = world.handset.press(call, details, "3", token=new_token)
+    assert done.hangup and "認知済みにしました" in done.text
+    assert world.notification().status == NOTIFICATION_DONE
 
 
 def test_unknown_webhook_tokens_are_404_without_a_log_row(world: World) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from tests.conftest import AuthActions
 from tests.factories import PASSWORD, make_alert, make_user
 from tests.test_button_calls import NAMES, PHONES, World, _work
+from xmonbridge.acks import sink
 from xmonbridge.calls import flow
 from xmonbridge.extensions import db
 from xmonbridge.models import (
@@ -358,10 +359,10 @@ def test_the_log_shows_each_acknowledgement_sent_to_the_monitor(world: World, ro
     done_page = page(client, f"/admin/twilio/logs/{done.id}")
     done_text = text(done_page)
     assert "認知した障害 web01 / HTTP" in done_text and f"認知したユーザ {NAMES[1]}" in done_text
-    assert "送信先 HTTP で POST する" in done_text and "試行 1 回目" in done_text and "結果 監視サーバーに送りました。" in done_text
+    assert "送信先 HTTP で POST する" in done_text and "試行 1 回目" in done_text and f"結果 {sink.HTTP_DONE.format(status=200)}" in done_text
     assert "HTTP ステータス" not in done_text and "(応答なし)" not in done_text
     refused_page = page(client, f"/admin/twilio/logs/{refused.id}")
-    assert f"結果 {ACK_REFUSED}" in text(refused_page) and "認知した障害 db01(ホスト)" in text(refused_page)
+    assert f"結果 {ACK_REFUSED}" in text(refused_page) and "送信先 HTTP で POST する" in text(refused_page) and "認知した障害 db01(ホスト)" in text(refused_page)
     assert 'id="log-explanation"' not in refused_page
 
 

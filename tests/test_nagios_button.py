@@ -112,7 +112,10 @@ def test_three_from_the_phone_acknowledges_a_service_and_a_host_in_nagios(
         time.sleep(2)  # give a wrongly placed call the time to show up
         handset.expect_no_call()
         with server.app_context():
-            acks = db.session.scalars(select(Acknowledgement).order_by(Acknowledgement.id)).all()
-            assert [(a.host, a.service, a.status) for a in acks] == [(HOST, SERVICE, ACK_DONE), (HOST2, "", ACK_DONE)]
+            acks = db.session.scalars(select(Acknowledgement)).all()
+            # The two faults reach xmonbridge in whichever order Nagios ran its notify commands.
+            assert sorted((a.host, a.service, a.status) for a in acks) == sorted(
+                [(HOST, SERVICE, ACK_DONE), (HOST2, "", ACK_DONE)]
+            )
     finally:
         server.stop()

@@ -235,13 +235,20 @@ def answer(attempt: Attempt, now: datetime) -> Reply:
 
 def press(attempt: Attempt, digits: str | None, now: datetime) -> Reply:
     """A <Gather> result: the keys before # ("" when nothing was pressed within 30 s)."""
+    key = (digits or "").strip()[:MAX_DIGITS]
+    reply = _answer_key(attempt, key, now)
+    # Recorded after the reads: a pending change would be flushed by the first query and hold
+    # SQLite's write lock through every read of the request.
+    _record_key(attempt, key)
+    return reply
+
+
+def _answer_key(attempt: Attempt, key: str, now: datetime) -> Reply:
     delivery = attempt.delivery
     notification = delivery.notification
     rotation = notification.mode == MODE_ROTATION
     replacements = replacement_lists.approved(REPLACEMENT_BUTTON)
     opening, closing = _messages(notification, delivery)
-    key = (digits or "").strip()[:MAX_DIGITS]
-    _record_key(attempt, key)
     guide = replacements.apply(compose.guide(rotation))
 
     def goodbye(*texts: str, reason: str, note: str) -> Reply:

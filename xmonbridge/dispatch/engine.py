@@ -783,6 +783,7 @@ class Dispatcher:
             try:
                 result = sink.send(request, settings)
             except sink.AckError as error:
+                ack.sink = settings.ack_mode
                 self._ack_failed(ack, error, now, started)
                 continue
             ack.status = ACK_DONE
@@ -813,6 +814,8 @@ class Dispatcher:
     def _log_ack(self, ack: Acknowledgement, success: bool, text: str, started: float) -> None:
         notification = db.session.get(Notification, ack.notification_id)
         summary = {"host": ack.host, "service": ack.service, "author": ack.author, "sink": ack.sink, "tries": ack.tries}
+        if success and text:
+            summary["result"] = text
         db.session.add(
             RequestLog(
                 kind=LOG_ACK,
