@@ -149,6 +149,8 @@ def test_a_dismissed_confirmation_revokes_nothing(page: Page, token_server: Real
     # The form page has a 一覧へ戻る link too: wait for the answer to the POST before following it.
     expect(page.get_by_role("heading", name="API トークンを作成しました")).to_be_visible()
     page.get_by_role("link", name="一覧へ戻る").click()
+    # The confirmation is the page script's: wait until the list has loaded (scripts included).
+    page.wait_for_url(f"{token_server.base}/admin/api-tokens/", wait_until="load")
     dismissed: list[str] = []
 
     def dismiss(dialog: Dialog) -> None:

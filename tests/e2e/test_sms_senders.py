@@ -98,6 +98,8 @@ def test_switching_accounts_tells_never_read_from_no_sms_number(
     add_account(page, "0 通常アカウント", sid, secrets.token_hex(16), "https://handler.twilio.com/twiml/EH" + secrets.token_hex(16))
     open_twilio(page, "SMS 通知設定")
     page.get_by_role("link", name="新規作成").click()
+    # Switching accounts is the page script's work: wait until the form has loaded (scripts included).
+    page.wait_for_url("**/new", wait_until="load")
     account = page.get_by_label("Twilio アカウント情報", exact=True)
     from_list = page.get_by_label("Twilio 電話番号(From)", exact=True)
     notice = page.locator("#no-sms-numbers")
