@@ -23,6 +23,7 @@ from tests.factories import AUTH_TOKEN, make_button_call_setting, make_recipient
 from tests.handset import Call, Handset
 from xmonbridge import secretbox
 from xmonbridge.alerts import intake
+from xmonbridge.calls import flow
 from xmonbridge.dispatch.engine import Dispatcher
 from xmonbridge.extensions import db
 from xmonbridge.models import (
@@ -618,6 +619,60 @@ def test_alerts_racing_in_parallel_share_one_notification(any_db_world: World) -
     world.run()
     call = world.handset.expect_call(PHONES[0])
     assert "障害が12件" in world.handset.answer(call).text
+
+
+@pytest.mark.parametrize("key", ["3", "2"])
+def test_copies_of_one_ending_key_act_once(any_db_world: World, key: str) -> None:
+    """Twilio may send a request twice; a replay may race the first: only one copy acts."""
+    import threading
+
+    from tests.handset import parse
+
+    world = any_db_world
+    XmonSettings.for_update().ack_mode = "none"
+    db.session.commit()
+    setting = world.setting("rotation")
+    world.alert(setting, host="web01", service="HTTP")
+    world.alert(setting, host="db01", service="")
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    heard = world.handset.answer(call)
+    params = world.handset._params(call, CallStatus="in-progress", Digits=key, FinishedOnKey="#")
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(heard.action, params)
+    path = heard.action[len(XMON) :]
+    start = threading.Barrier(8)
+    replies: list[Any] = []
+
+    def send() -> None:
+        with world.app.app_context():
+            client = world.app.test_client()
+            start.wait()
+            response = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            replies.append(parse(response.status_code, response.get_data(as_text=True)))
+            db.session.remove()
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # And once more after all of them, as a late retry.
+    late = world.handset.press(call, heard, key)
+
+    assert len(replies) == 8 and all(r.status == 200 and r.hangup for r in replies + [late])
+    acting = "認知済みにしました" if key == "3" else "次の担当者に通知します"
+    assert sum(acting in r.text for r in replies) == 1 and acting not in late.text
+    db.session.expire_all()
+    acks = db.session.scalars(select(Acknowledgement)).all()
+    assert len(acks) == (2 if key == "3" else 0)
+    attempt = db.session.scalars(select(Attempt).where(Attempt.sid == call.sid)).one()
+    assert attempt.end_key == key and attempt.end_reason == {"3": flow.END_KEY_3, "2": flow.END_KEY_2}[key]
+    world.handset.hang_up(call)
+    world.run(120)
+    if key == "2":
+        assert [c.to for c in world.handset.new_calls()] == [PHONES[1]]
+    else:
+        world.handset.expect_no_call()
 
 
 def test_a_call_whose_status_callback_never_came_is_settled_from_twilio(world: World) -> None:

@@ -278,6 +278,9 @@ def _answer_key(attempt: Attempt, key: str, now: datetime) -> Reply:
         return Reply(says=compose.spoken(says, replacements), guide=guide, note="8# もう一度再生")
     if key in ROTATION_ONLY and not rotation or key not in ("2", "3", "9"):
         return Reply(says=compose.spoken([compose.INVALID], replacements), guide=guide, note=f"{key}# 無効な操作")
+    if not _claim(attempt, key):
+        # The same key twice (Twilio retried, or a replay raced the first): the first one acted.
+        return Reply(says=compose.spoken([compose.ENDED, closing], replacements), hangup=True, note="操作は処理済み")
     user = delivery.user_name or delivery.to_number
     if key == "9":
         _set_end(attempt, END_KEY_9, key="9")
@@ -459,7 +462,8 @@ def _already_ended(attempt: Attempt, closing: str, replacements) -> Reply:  # ty
     """The notification ended while this call went on (resolved, or another user's key)."""
     resolved = attempt.delivery.notification.end_reason == ENDED_RESOLVED
     said = compose.RESOLVED if resolved else compose.ENDED
-    _set_end(attempt, END_RESOLVED if resolved else END_ENDED)
+    if not attempt.end_reason:  # a late or replayed request keeps how the call really ended
+        _set_end(attempt, END_RESOLVED if resolved else END_ENDED)
     if attempt.delivery.status in (DELIVERY_SENDING, DELIVERY_CALLING) and attempt.delivery.attempts[-1].id == attempt.id:
         attempt.delivery.status = DELIVERY_SENT if resolved else DELIVERY_CANCELED
     return Reply(says=compose.spoken([said, closing], replacements), hangup=True, note=said)
@@ -489,6 +493,21 @@ def _record_key(attempt: Attempt, key: str) -> None:
     pressed = f"{key}#" if key else "(入力なし)"
     keys = f"{attempt.keys},{pressed}" if attempt.keys else pressed
     attempt.keys = keys[-MAX_KEYS_TEXT:]
+
+
+def _claim(attempt: Attempt, key: str) -> bool:
+    """Take the call's one ending key (2#, 3#, 9#) under the database's write lock.
+
+    The checks before it are plain reads: two copies of one request may both pass them, and
+    only the one that claims the key may act (acknowledge, pass on, end).
+    """
+    taken = db.session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt.id, Attempt.end_key == "")
+        .values(end_key=key)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return taken == 1
 
 
 def _set_end(attempt: Attempt, reason: str, key: str = "") -> None:
