@@ -549,6 +549,54 @@ def test_acknowledgements_wait_for_the_sink(world: World) -> None:
     assert ack.status == ACK_PENDING
 
 
+def test_a_slow_monitor_never_holds_calls_back(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledgements get a slice of each pass; the calls due are placed between them."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from xmonbridge.dispatch import engine
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.3)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(engine, "ACK_PASS_BUDGET", 0.1)
+    settings = XmonSettings.for_update()
+    settings.ack_mode = "http"
+    settings.ack_http_url = f"http://127.0.0.1:{server.server_address[1]}/ack"
+    db.session.commit()
+    try:
+        setting = world.setting("rotation", users=[world.users[0]])
+        for number in range(5):
+            world.alert(setting, host=f"web{number}")
+        world.run()
+        call = world.handset.expect_call(PHONES[0])
+        _work(world, call, "3")
+        other = world.setting("all", users=[world.users[1]], name="別の設定")
+        world.alert(other, host="db01")
+
+        world.run()  # places the other setting's call, then one acknowledgement
+        world.handset.expect_call(PHONES[1])
+        db.session.expire_all()
+        assert sorted(a.tries for a in db.session.scalars(select(Acknowledgement))) == [0, 0, 0, 0, 1]
+        for _ in range(4):
+            world.run()
+        db.session.expire_all()
+        assert all(a.status == "done" for a in db.session.scalars(select(Acknowledgement)))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- both databases ---
 
 

@@ -114,6 +114,9 @@ LIMITED = "同じ番号への発信の上限({limit} 回/{window})に達した�
 LIMIT_WINDOWS = (("calls_per_15min", timedelta(minutes=15), "15 分"), ("calls_per_hour", timedelta(hours=1), "1 時間"))
 # Acknowledgements: tries before giving up, and the longest wait between two.
 ACK_MAX_TRIES = 10
+# Seconds of a pass spent on acknowledgements before the rest wait for the next pass: a monitor
+# that hangs costs each pass one send timeout at most, never the placing of calls.
+ACK_PASS_BUDGET = 1.0
 ACK_BACKOFF_CAP = 300.0
 
 
@@ -766,9 +769,12 @@ class Dispatcher:
         if ids:
             from ..acks import sink
         settings = XmonSettings.get()
+        pass_started = time.monotonic()
         for ack_id in ids:
             if self.stopping() or not self._lead(self.clock.now()):
                 return None
+            if time.monotonic() - pass_started >= ACK_PASS_BUDGET:
+                return self.clock.now()  # the rest after the calls due in the meantime
             ack = db.session.get(Acknowledgement, ack_id)
             if ack is None or ack.status != ACK_PENDING:
                 continue
