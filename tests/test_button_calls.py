@@ -539,6 +539,26 @@ def test_the_per_number_limit_holds_calls_back_and_logs_it(world: World) -> None
     world.handset.expect_call(PHONES[0])
 
 
+def test_texts_to_the_number_do_not_count_towards_its_call_limit(world: World) -> None:
+    from tests.factories import make_sms_setting
+
+    settings = XmonSettings.for_update()
+    settings.calls_per_15min = 2
+    db.session.commit()
+    sms = make_sms_setting(world.account, [world.users[0]], from_number="+815012340001")
+    for number in range(3):
+        intake.accept(
+            {"kind": "sms", "setting_id": str(sms.id), "type": "PROBLEM", "host": f"web{number}", "state": "DOWN", "problem_id": str(number)}
+        )
+        world.run()
+    assert len([r for r in world.fake.requests_for("CreateMessage") if r.form.get("To") == PHONES[0]]) == 3
+    setting = world.setting("rotation", users=[world.users[0]])
+    world.alert(setting)
+    world.run()
+    world.handset.expect_call(PHONES[0])
+    assert not db.session.scalars(select(RequestLog).where(RequestLog.kind == LOG_CALL_LIMIT)).all()
+
+
 def test_acknowledgements_wait_for_the_sink(world: World) -> None:
     setting = world.setting("rotation", users=[world.users[0]])
     world.alert(setting)

@@ -340,8 +340,10 @@ class Dispatcher:
             started = db.session.scalars(
                 select(Attempt.started_at)
                 .join(Delivery, Attempt.delivery_id == Delivery.id)
+                .join(Notification, Delivery.notification_id == Notification.id)
                 .where(
                     Delivery.to_number == delivery.to_number,
+                    Notification.channel != CHANNEL_SMS,  # a limit on calls: texts do not count
                     Attempt.started_at > since,
                     Attempt.outcome.in_([OUTCOME_PLACED, OUTCOME_ADOPTED, OUTCOME_PENDING, OUTCOME_UNKNOWN]),
                 )
