@@ -380,6 +380,22 @@ def test_two_hundred_alerts_while_ringing_make_one_call_per_recipient(world: Wor
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
 
 
+@pytest.mark.parametrize("mode", ["rotation", "all"])
+def test_a_notification_of_recoveries_only_is_not_called_again(world: World, mode: str) -> None:
+    setting = world.setting(mode, users=world.users[:2])
+    world.alert(setting, type_="RECOVERY", problem_id="5")
+    world.run()
+    first = world.handset.new_calls()
+    assert [c.to for c in first] == ([PHONES[0]] if mode == "rotation" else PHONES[:2])
+    for call in first:
+        world.handset.hang_up(call, "no-answer", duration=0)
+    world.run(600)
+    world.handset.expect_no_call()
+    notification = world.notification()
+    assert notification.status == NOTIFICATION_DONE
+    assert all(d.error == flow.NO_FAULT_NO_RECALL for d in notification.deliveries if d.to_number in [c.to for c in first])
+
+
 def test_a_later_alert_after_the_end_starts_a_new_notification(world: World) -> None:
     setting = world.setting("rotation", users=[world.users[0]])
     world.alert(setting, host="web01")

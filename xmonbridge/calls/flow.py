@@ -108,6 +108,7 @@ ALL_CAPPED = "すべての宛先が発信回数の上限に達したか、発信
 ENDED_BY_KEY = "{user} さんが {key} を押したため、通知を終了しました。"
 ENDED_BY_ACK = "{user} さんが 3# で障害を認知済みにしたため、通知を終了しました。"
 ENDED_RESOLVED = "すべての障害が復旧、または監視で認知済みになったため、通知を終了しました。"
+NO_FAULT_NO_RECALL = "障害を含まない通知(復旧のみ)のため、再発信しません。"
 ALL_DONE = "すべての宛先が 9# で通話を終了しました。"
 ALL_DONE_PARTLY = "宛先が 9# で通話を終了するか、発信回数の上限に達しました(発信できなかった宛先を含みます)。"
 # 輪番 with one user left: wait at least this long before calling the one who just passed.
@@ -363,9 +364,19 @@ def _after_call(attempt: Attempt, reason: str, now: datetime) -> None:
         delivery.status = DELIVERY_CANCELED
         delivery.error = CANCELED
         return
-    if is_resolved(content_of(notification)):
+    content = content_of(notification)
+    if is_resolved(content):
         delivery.status = DELIVERY_CANCELED
         _end(notification, now, ENDED_RESOLVED)
+        return
+    if not content.faults:
+        # Recoveries are news, not an emergency: one try each, never a loop of re-calls.
+        delivery.status = DELIVERY_SENT
+        delivery.error = NO_FAULT_NO_RECALL
+        if notification.mode == MODE_ROTATION:
+            _end(notification, now, NO_FAULT_NO_RECALL)
+        else:
+            _finish_if_all_done(notification, now)
         return
     label = END_REASONS.get(reason, reason)
     cap = notification.max_calls or 0
