@@ -231,11 +231,42 @@ def test_rotation_three_acknowledges_what_was_announced_and_stops_everyone(world
     acks = db.session.scalars(select(Acknowledgement).order_by(Acknowledgement.id)).all()
     assert [(a.host, a.service, a.author) for a in acks] == [("web01", "HTTP", NAMES[0]), ("db01", "", NAMES[0])]
     assert "3#" in acks[0].comment
-    notification = world.notification()
-    assert notification.status == NOTIFICATION_DONE and "3#" in notification.end_reason
+    first, later = db.session.scalars(select(Notification).order_by(Notification.id)).all()
+    assert first.status == NOTIFICATION_DONE and "3#" in first.end_reason
     world.handset.hang_up(call)
+    world.run()
+    # Only the fault nobody heard is called about again, from the top of the list.
+    again = world.handset.expect_call(PHONES[0])
+    assert "障害が1件" in _work(world, again, "9")[0].text
+    world.handset.hang_up(again)
     world.run(600)
     world.handset.expect_no_call()
+
+
+@pytest.mark.parametrize("key", ["3", "9"])
+def test_a_fault_nobody_heard_is_not_closed_with_the_call(world: World, key: str) -> None:
+    """A fault that arrives while the callee listens is neither acknowledged nor dropped by 3# / 9#."""
+    XmonSettings.for_update().ack_mode = "none"
+    db.session.commit()
+    setting = world.setting("rotation")
+    world.alert(setting, host="web01", service="HTTP")
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    heard = world.handset.answer(call)
+    world.alert(setting, host="db01", service="PGSQL")  # after the announcement
+
+    done = world.handset.press(call, heard, key)
+
+    assert "この通話の間に新しい障害が1件届いたため、あらためて通知します。" in done.says and done.hangup
+    acks = db.session.scalars(select(Acknowledgement)).all()
+    assert [(a.host, a.service) for a in acks] == ([("web01", "HTTP")] if key == "3" else [])
+    world.handset.hang_up(call)
+    world.run()
+    again = world.handset.expect_call(PHONES[0])
+    details = world.handset.press(again, world.handset.answer(again), "1")
+    assert "障害1件目。ホスト db01 のサービス PGSQL" in details.text and "web01" not in details.text
+    notifications = db.session.scalars(select(Notification).order_by(Notification.id)).all()
+    assert [n.status for n in notifications] == [NOTIFICATION_DONE, NOTIFICATION_ACTIVE]
 
 
 def test_rotation_nine_ends_the_call_and_nobody_is_called_after(world: World) -> None:

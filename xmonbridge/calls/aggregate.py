@@ -28,7 +28,9 @@ from ..models import (
     NOTIFICATION_ACTIVE,
     SETTING_BUTTON_CALL,
     AlertRecord,
+    Attempt,
     ButtonCallSetting,
+    CallAnnouncement,
     Delivery,
     Notification,
     NotificationAlert,
@@ -129,3 +131,31 @@ def start(alert: AlertRecord, setting: ButtonCallSetting, now: datetime) -> Noti
     db.session.add(NotificationAlert(notification_id=notification.id, alert_id=alert.id, added_at=now))
     db.session.flush()
     return notification
+
+
+def carry_over(notification: Notification, now: datetime) -> int:
+    """Faults that joined an ended notification after every call had read it out: a new one.
+
+    A key (3#, 9#) ends a notification for what its callee heard; a fault that arrived during
+    that call was never heard by anyone, so it starts the setting's next notification instead of
+    being closed with the rest. Returns how many faults went on.
+    """
+    if notification.setting_type != SETTING_BUTTON_CALL or notification.setting_id is None:
+        return 0
+    heard = set(
+        db.session.scalars(
+            select(CallAnnouncement.alert_id)
+            .join(Attempt, CallAnnouncement.attempt_id == Attempt.id)
+            .join(Delivery, Attempt.delivery_id == Delivery.id)
+            .where(Delivery.notification_id == notification.id)
+        )
+    )
+    unheard = [fault for fault in flow.unresolved(flow.content_of(notification)) if fault.id not in heard]
+    setting = db.session.get(ButtonCallSetting, notification.setting_id)
+    if not unheard or setting is None:
+        return 0
+    successor = start(unheard[0], setting, now)
+    for fault in unheard[1:]:
+        db.session.add(NotificationAlert(notification_id=successor.id, alert_id=fault.id, added_at=now))
+    db.session.flush()
+    return len(unheard)

@@ -29,6 +29,7 @@ GUIDE_ROTATION = (
 )
 INVALID = "無効な操作です。"
 NO_INPUT = "ボタン操作が確認できなかったため、通話を終了します。"
+LATE_FAULTS = "この通話の間に新しい障害が{count}件届いたため、あらためて通知します。"
 GOODBYE = "通話を終了します。"
 PASSING = "次の担当者に通知します。"
 ACKNOWLEDGED = "{count}件の障害を認知済みにしました。以降の担当者には通知しません。"

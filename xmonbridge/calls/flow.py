@@ -290,7 +290,8 @@ def _answer_key(attempt: Attempt, key: str, now: datetime) -> Reply:
             _end(notification, now, ENDED_BY_KEY.format(user=user, key="9#"))
         else:
             _finish_if_all_done(notification, now)
-        return Reply(says=compose.spoken([compose.GOODBYE, closing], replacements), hangup=True, note="9# 通話終了")
+        later = _carry_over(notification, now)
+        return Reply(says=compose.spoken([*later, compose.GOODBYE, closing], replacements), hangup=True, note="9# 通話終了")
     if key == "2":
         _set_end(attempt, END_KEY_2, key="2")
         delivery.status = DELIVERY_WAITING
@@ -308,7 +309,8 @@ def _answer_key(attempt: Attempt, key: str, now: datetime) -> Reply:
     else:
         said = compose.ACKNOWLEDGED.format(count=count) if count else compose.NOTHING_TO_ACK
     _end(notification, now, ENDED_BY_ACK.format(user=user))
-    return Reply(says=compose.spoken([said, closing], replacements), hangup=True, note=f"3# 認知済み({count} 件)")
+    later = _carry_over(notification, now)
+    return Reply(says=compose.spoken([said, *later, closing], replacements), hangup=True, note=f"3# 認知済み({count} 件)")
 
 
 def machine(attempt: Attempt, answered_by: str) -> bool:
@@ -504,6 +506,16 @@ def _record_key(attempt: Attempt, key: str) -> None:
     pressed = f"{key}#" if key else "(入力なし)"
     keys = f"{attempt.keys},{pressed}" if attempt.keys else pressed
     attempt.keys = keys[-MAX_KEYS_TEXT:]
+
+
+def _carry_over(notification: Notification, now: datetime) -> list[str]:
+    """After the notification ended: faults nobody heard start the next one (what to say of it)."""
+    if notification.status == NOTIFICATION_ACTIVE:
+        return []
+    from . import aggregate  # aggregate builds on this module
+
+    count = aggregate.carry_over(notification, now)
+    return [compose.LATE_FAULTS.format(count=count)] if count else []
 
 
 def _claim(attempt: Attempt, key: str) -> bool:
