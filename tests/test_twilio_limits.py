@@ -166,3 +166,17 @@ def lenient_server(fake_twilio_server: Any) -> Any:
     fake_twilio_server.reset()
     yield fake_twilio_server
     fake_twilio_server.reset()
+
+
+def test_a_button_call_twiml_stays_under_64_kb_and_keeps_the_guide() -> None:
+    """Long messages, made longer by the replacements, are cut; the keys can still be pressed."""
+    from xmonbridge import twiml
+
+    opening = "障害が発生しています。" * 2000  # 22,000 characters, 66 kB as UTF-8
+    closing = "対応をお願いします。" * 1500
+    xml = twiml.button_call([opening, "障害が1件、復旧が0件あります。", closing], "1と#で詳細", False, "Polly.Mizuki", "https://x/g")
+    assert len(xml.encode()) <= 64_000
+    assert "障害が1件、復旧が0件あります。" in xml and "1と#で詳細" in xml and 'action="https://x/g"' in xml
+    assert twiml.CUT_NOTE in xml
+    short = twiml.button_call(["こんにちは。"], "1と#で詳細", False, "Polly.Mizuki", "https://x/g")
+    assert twiml.CUT_NOTE not in short and "こんにちは。" in short

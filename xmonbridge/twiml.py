@@ -33,12 +33,35 @@ def bin_snippet(voice: str) -> str:
 GATHER_TIMEOUT = 30
 
 
+# Twilio refuses a TwiML document over 64 kB; a little room is kept below it.
+MAX_TWIML_BYTES = 64_000
+CUT_NOTE = "(以下省略)"
+
+
 def button_call(says: list[str], guide: str | None, hangup: bool, voice: str, action: str) -> str:
     """A button call's TwiML: the texts, then the key guide inside <Gather> or a hang-up.
 
     <Gather> posts to action with the keys before # — or with no Digits after 30 s
-    (actionOnEmptyResult), so a silent callee is heard of too.
+    (actionOnEmptyResult), so a silent callee is heard of too. Texts that would take the
+    document past MAX_TWIML_BYTES (long messages made longer by the replacements) are cut,
+    the longest first, so the guide and the keys always reach the callee.
     """
+    texts = list(says)
+    while True:
+        xml = _button_xml(texts, guide, hangup, voice, action)
+        over = len(xml.encode()) - MAX_TWIML_BYTES
+        if over <= 0 or not texts:
+            return xml
+        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+        # A character takes one to six bytes once escaped: cut by a third of the excess, again if need be.
+        keep = len(texts[longest]) - over // 3 - len(CUT_NOTE) - 1
+        if keep < 100:
+            del texts[longest]
+        else:
+            texts[longest] = texts[longest][:keep] + CUT_NOTE
+
+
+def _button_xml(says: list[str], guide: str | None, hangup: bool, voice: str, action: str) -> str:
     response = VoiceResponse()
     for text in says:
         say(response, text, voice)
