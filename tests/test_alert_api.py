@@ -155,6 +155,7 @@ def test_a_recipient_without_a_number_is_failed_with_the_reason(client: FlaskCli
         ({"service": "s" * 256}, "service", "service: 255 文字以内で指定してください。"),
         ({"host": "web\x00server"}, "host", "host: 制御文字は使用できません。"),
         ({"service": "HTTP\u202e"}, "service", "service: 制御文字は使用できません。"),
+        ({"output": "a\ufffeb\uffffc"}, "output", "output: 制御文字は使用できません。"),  # XML cannot carry them
         ({"output": "o" * 8193}, "output", "output: 8,192 文字以内で指定してください。"),
         ({"state": None}, "state", "state: 状態を指定してください"),
         ({"state": "DOWN"}, "state", "state: サービスの状態は OK, WARNING, CRITICAL, UNKNOWN のいずれかです。"),

@@ -121,6 +121,10 @@ def test_a_textarea_refuses_other_control_characters(client: FlaskClient, logged
         ("a\u200db", False, False),  # zero width joiner (emoji sequences) is not a control
         ("\u202atext", True, True),
         ("\x9b", True, True),
+        ("a\ufffeb", True, True),  # noncharacters and surrogates: XML (TwiML) cannot carry them
+        ("a\ud800b", False, True),
+        ("\U0001fffe", False, True),
+        ("😀 \uff5e", False, False),
     ],
 )
 def test_what_counts_as_a_control_character(text: str, multi_line: bool, refused: bool) -> None:

@@ -25,8 +25,14 @@ LINE_SEPARATORS = frozenset("\u2028\u2029")
 MULTI_LINE_CONTROLS = frozenset("\t\n\r")
 
 
+def _not_a_character(char: str) -> bool:
+    """Surrogates and Unicode noncharacters (U+FFFE, U+FFFF, …): XML, so TwiML, cannot carry them."""
+    point = ord(char)
+    return unicodedata.category(char) == "Cs" or point & 0xFFFE == 0xFFFE or 0xFDD0 <= point <= 0xFDEF
+
+
 def _refused_character(char: str, multi_line: bool) -> bool:
-    if char in BIDI_CONTROLS or char in INVISIBLE:
+    if char in BIDI_CONTROLS or char in INVISIBLE or _not_a_character(char):
         return True
     if multi_line:
         return char not in MULTI_LINE_CONTROLS and unicodedata.category(char) == "Cc"
