@@ -175,11 +175,13 @@ def test_invalid_keys_say_so_and_repeat_the_guide(world: World) -> None:
     world.alert(setting)
     world.run()
     call = world.handset.expect_call(PHONES[0])
-    answered, two, three, five, long = _work(world, call, "2", "3", "5", "12")
+    answered, two, three, five, long, odd = _work(world, call, "2", "3", "5", "12", "3\x00a")
 
-    for heard in (two, three, five, long):
+    for heard in (two, three, five, long, odd):
         assert heard.says == ["無効な操作です。"]
         assert heard.guide == answered.guide and not heard.hangup
+    attempt = db.session.scalars(select(Attempt).where(Attempt.sid == call.sid)).one()
+    assert attempt.keys == "2#,3#,5#,12#,3??#"
     assert world.notification().status == NOTIFICATION_ACTIVE
 
 

@@ -35,6 +35,7 @@ from xmonbridge.models import (
     ACK_HTTP,
     LOG_ACK,
     LOG_CALL_LIMIT,
+    LOG_CALL,
     LOG_GATHER,
     LOG_VOICE,
     Acknowledgement,
@@ -407,3 +408,18 @@ def test_a_machine_and_the_per_number_limit_are_shown_with_their_reasons(world: 
     detail = page(client, f"/admin/twilio/logs/{limit.id}")
     assert f"発信を見送った理由 {limit.error_message}" in text(detail) and "上限(2 回/15 分)" in limit.error_message
     assert 'id="log-explanation"' not in detail and "(応答なし)" not in detail
+
+
+def test_the_webhook_tokens_stay_out_of_the_log(world: World) -> None:
+    """Like the access log, ログ shows a call's voice and status URLs without their tokens."""
+    setting = world.setting("rotation", users=world.users[:1])
+    world.alert(setting)
+    world.run()
+    call = world.handset.expect_call(PHONES[0])
+    token = call.url.rsplit("/", 1)[1]
+    assert len(token) > 16 and call.form["Url"].endswith(token)
+    client = login(world.app, admin=True)
+    placed = log_rows(LOG_CALL)[0]
+    detail = page(client, f"/admin/twilio/logs/{placed.id}")
+    assert "/twilio/voice/…" in placed.request_summary and token not in placed.request_summary
+    assert token not in detail and call.status_callback.rsplit("/", 1)[1] not in detail

@@ -6,20 +6,11 @@ unguessable per-attempt token (public_url.py); the access log shows `/twilio/sta
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from gunicorn.glogging import Logger
 
-from .public_url import AMD_PATH, GATHER_PATH, STATUS_CALLBACK_PATH, VOICE_PATH
-
-PATHS = (STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, AMD_PATH)
-_TOKEN = re.compile("(" + "|".join(re.escape(p) for p in PATHS) + r")[^/?\s]*")
-
-
-def redact(text: str) -> str:
-    """A URL or request line with callback tokens replaced by …."""
-    return _TOKEN.sub(lambda match: match.group(1) + "…", text)
+from .public_url import redact
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]

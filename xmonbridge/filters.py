@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask
 
 from . import phone
+from .public_url import redact
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -33,3 +34,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(jst, "jst")
     app.add_template_filter(phone.display, "phone")
     app.add_template_filter(recipient_phone, "recipient_phone")
+    app.add_template_filter(redact, "redact_tokens")

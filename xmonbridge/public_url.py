@@ -6,6 +6,8 @@ was given, and Twilio signs the one it was given: signatures are checked against
 
 from __future__ import annotations
 
+import re
+
 STATUS_CALLBACK_PATH = "/twilio/status/"
 
 
@@ -43,3 +45,13 @@ def amd_url(xmon_url: str | None, token: str) -> str | None:
     """Where Twilio posts the answering-machine detection result (AsyncAmdStatusCallback)."""
     root = base(xmon_url)
     return f"{root}{AMD_PATH}{token}" if root else None
+
+
+_TOKEN = re.compile(
+    "(" + "|".join(re.escape(p) for p in (STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, AMD_PATH)) + r")[^/?\s\"]*"
+)
+
+
+def redact(text: str) -> str:
+    """A URL, request line or logged request with the webhook tokens replaced by …."""
+    return _TOKEN.sub(lambda match: match.group(1) + "…", text)

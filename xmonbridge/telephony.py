@@ -55,6 +55,7 @@ from .twilio_errors import (
     explain,
     network_error,
 )
+from .public_url import redact
 from .twilio_limits import MAX_URL, fit_sms_body
 
 T = TypeVar("T")
@@ -289,7 +290,8 @@ def _perform(
         setting_name=context.setting_name,
         destination=destination,
         from_number=from_number,
-        request_summary=json.dumps(summary, ensure_ascii=False),
+        # The webhook URLs' tokens stay out of ログ, as out of the access log.
+        request_summary=redact(json.dumps(summary, ensure_ascii=False)),
     )
     if create:
         # Logged before it is sent: if this process dies while Twilio works on it, the row

@@ -502,7 +502,12 @@ def _announced(attempt: Attempt, notification_type: str) -> list[AlertRecord]:
     )
 
 
+KEYPAD = frozenset("0123456789*#")
+
+
 def _record_key(attempt: Attempt, key: str) -> None:
+    # Only what a keypad has is kept (a forged request may hold anything; it is invalid anyway).
+    key = "".join(char if char in KEYPAD else "?" for char in key)
     pressed = f"{key}#" if key else "(入力なし)"
     keys = f"{attempt.keys},{pressed}" if attempt.keys else pressed
     attempt.keys = keys[-MAX_KEYS_TEXT:]
