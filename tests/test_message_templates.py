@@ -467,3 +467,23 @@ def test_the_dispatcher_places_the_test_call_and_the_user_hears_the_unsaved_mess
     assert "障害が1件" in heard.text  # the sample fault
     assert "web-server01" in handset.press(call, heard, "1").text
     assert "試験を終わります。" in handset.press(call, heard, "9").text
+
+
+def test_three_in_a_test_call_acknowledges_nothing_and_says_so(live_logged_in: FlaskClient, fake_twilio: Any) -> None:
+    from xmonbridge.calls import flow
+    from xmonbridge.models import Acknowledgement, Notification
+
+    sato, account = make_recipient(), make_twilio_account(cps=100)
+    set_xmon_url("https://xmon.example.jp/bridge")
+    data = _test_data(account, sato, test_from="+815012340002", opening_message="試験です。", closing_message="")
+    live_logged_in.post(f"{URL}{sato.id}/edit", data=data)
+    Dispatcher(holder="test", clock=FakeClock(), rng=random.Random(7)).run_once()
+    handset = Handset(live_logged_in, fake_twilio, "https://xmon.example.jp/bridge")
+    call = handset.expect_call("+819001230001")
+    done = handset.press(call, handset.answer(call), "3")
+    assert done.hangup and "テスト通話のため、監視には認知済みを送りません。" in done.text
+    assert db.session.scalars(select(Acknowledgement)).all() == []
+    db.session.expire_all()
+    notification = db.session.scalars(select(Notification)).one()
+    assert notification.end_reason == flow.ENDED_BY_TEST_ACK.format(user=sato.display_name)
+    assert "監視には認知済みを送っていません" in _text(live_logged_in.get("/incidents/"))

@@ -251,7 +251,8 @@ def test_the_token_is_write_only(client: FlaskClient, logged_in: AuthActions) ->
     assert row.ack_http_token_encrypted and TOKEN not in row.ack_http_token_encrypted
     assert secretbox.decrypt(row.ack_http_token_encrypted) == TOKEN
     page = client.get("/admin/xmon-settings/").get_data(as_text=True)
-    assert TOKEN not in page and "設定済み(表示しません)。空欄のままにすると変更しません。" in page
+    assert TOKEN not in page and "設定済み(表示しません)。通知先 URL へのリクエストに Authorization: Bearer ヘッダで付けます。空欄のままにすると変更しません。" in page
+    assert "不要なら空欄" not in page
     assert '<label class="form-check-label" for="ack_http_token_clear">保存されているトークンを削除する</label>' in page
 
     # An empty field keeps it (other changes are saved).

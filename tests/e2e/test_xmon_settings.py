@@ -83,7 +83,7 @@ def test_acknowledgement_sink_and_limits(
     page.get_by_label("同じ番号への発信の上限(1 時間あたり)", exact=True).fill("30")
     page.get_by_role("button", name="設定を反映").click()
     expect(flash(page)).to_have_text("X-MON 設定を反映しました。")
-    expect(page.get_by_text("設定済み(表示しません)。空欄のままにすると変更しません。", exact=False)).to_be_visible()
+    expect(page.get_by_text("空欄のままにすると変更しません。", exact=False)).to_be_visible()
     expect(page.get_by_label("保存されているトークンを削除する", exact=True)).to_be_visible()
     expect(token).to_have_value("")
     assert TOKEN not in page.content()

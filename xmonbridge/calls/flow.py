@@ -107,6 +107,7 @@ CAPPED_ROTATION = "発信回数の上限({cap} 回)に達したため、次の�
 ALL_CAPPED = "すべての宛先が発信回数の上限に達したか、発信できなかったため、通知を終了しました。"
 ENDED_BY_KEY = "{user} さんが {key} を押したため、通知を終了しました。"
 ENDED_BY_ACK = "{user} さんが 3# で障害を認知済みにしたため、通知を終了しました。"
+ENDED_BY_TEST_ACK = "{user} さんが 3# を押したため、テスト通話を終了しました(監視には認知済みを送っていません)。"
 ENDED_RESOLVED = "すべての障害が復旧、または監視で認知済みになったため、通知を終了しました。"
 NO_FAULT_NO_RECALL = "障害を含まない通知(復旧のみ)のため、再発信しません。"
 ALL_DONE = "すべての宛先が 9# で通話を終了しました。"
@@ -308,7 +309,8 @@ def _answer_key(attempt: Attempt, key: str, now: datetime) -> Reply:
         said = compose.TEST_ACK
     else:
         said = compose.ACKNOWLEDGED.format(count=count) if count else compose.NOTHING_TO_ACK
-    _end(notification, now, ENDED_BY_ACK.format(user=user))
+    ended = ENDED_BY_TEST_ACK if notification.setting_type == SETTING_BUTTON_TEST else ENDED_BY_ACK
+    _end(notification, now, ended.format(user=user))
     later = _carry_over(notification, now)
     return Reply(says=compose.spoken([said, *later, closing], replacements), hangup=True, note=f"3# 認知済み({count} 件)")
 

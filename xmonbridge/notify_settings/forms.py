@@ -297,7 +297,7 @@ class SimpleCallForm(SettingForm):
             InputRequired(),
             NumberRange(min=5, max=600, message="呼び出しを行い続ける秒数は 5 から 600 までの整数で入力してください。"),
         ],
-        description="通知先が留守番電話機能を利用している場合、留守番電話機能が動作しない秒数内に収める必要があります。",
+        description="通知先が留守番電話機能を利用している場合、留守番電話機能が動作しない秒数内に収める必要があります。既定は 60 秒です(5〜600 秒)。",
     )
     run_test = SubmitField("発信テストの実行")
 

@@ -97,7 +97,7 @@ class XmonSettingsForm(BaseForm):
             Regexp(r"^[\x21-\x7e]+$", message="トークンは空白を含まない半角英数字と記号で入力してください。"),
         ],
         filters=[strip],
-        description="通知先 URL へのリクエストに Authorization: Bearer ヘッダで付けます。不要なら空欄にします。",
+        description="通知先 URL へのリクエストに Authorization: Bearer ヘッダで付けます。",
     )
     ack_http_token_clear = BooleanField("保存されているトークンを削除する")
     calls_per_15min = IntegerField(
@@ -123,8 +123,10 @@ class XmonSettingsForm(BaseForm):
     def __init__(self, *args: Any, settings: XmonSettings, **kwargs: Any) -> None:
         super().__init__(*args, obj=settings, **kwargs)
         self.settings = settings
-        stored = "設定済み(表示しません)。空欄のままにすると変更しません。" if settings.ack_http_token_encrypted else "未設定です。"
-        self.ack_http_token.description = f"{stored}{self.ack_http_token.description}"
+        if settings.ack_http_token_encrypted:
+            self.ack_http_token.description = f"設定済み(表示しません)。{self.ack_http_token.description}空欄のままにすると変更しません。"
+        else:
+            self.ack_http_token.description = f"未設定です。{self.ack_http_token.description}不要なら空欄にします。"
 
     @property
     def token_stored(self) -> bool:
