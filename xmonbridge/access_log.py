@@ -10,6 +10,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from .public_url import WEBHOOK_PATHS as PATHS
 from .public_url import redact
 
 

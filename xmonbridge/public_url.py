@@ -47,9 +47,8 @@ def amd_url(xmon_url: str | None, token: str) -> str | None:
     return f"{root}{AMD_PATH}{token}" if root else None
 
 
-_TOKEN = re.compile(
-    "(" + "|".join(re.escape(p) for p in (STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, AMD_PATH)) + r")[^/?\s\"]*"
-)
+WEBHOOK_PATHS = (STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, AMD_PATH)
+_TOKEN = re.compile("(" + "|".join(re.escape(p) for p in WEBHOOK_PATHS) + r")[^/?\s\"]*")
 
 
 def redact(text: str) -> str:
