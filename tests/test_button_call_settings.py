@@ -502,3 +502,23 @@ def test_approval_refuses_a_user_who_lost_the_phone(client: FlaskClient, logged_
     page = _text(client.post(f"/admin/twilio/approvals/{change.id}/approve", follow_redirects=True))
     assert "宛先のユーザ「高橋 健」に電話番号が設定されていないため、適用できません。" in page
     assert _settings() == []
+
+
+def test_a_pending_setting_whose_recipient_was_deleted_never_calls_a_new_user(
+    client: FlaskClient, logged_in: AuthActions
+) -> None:
+    account = make_twilio_account()
+    oldguy = make_recipient("oldguy", "旧担当", "+819001230009")
+    old_id = oldguy.id
+    assert client.post(NEW, data={**_data(account, [oldguy]), "submit": "y"}).status_code == 302
+    change = db.session.scalar(select(PendingChange).where(PendingChange.kind == "button_call"))
+    assert change is not None
+    assert "ユーザ「oldguy」を削除しました。" in _text(client.post(f"/admin/users/{old_id}/delete", follow_redirects=True))
+    form = {"login": "newguy", "name": "新担当", "password": "", "login_disabled": "y", "phone": "+81-90-0123-0010"}
+    assert client.post("/admin/users/new", data={**form, "email": "", "mobile_email": ""}).status_code == 302
+    newguy = db.session.scalars(select(User).where(User.login == "newguy")).one()
+    assert newguy.id != old_id
+
+    page = _text(client.post(f"/admin/twilio/approvals/{change.id}/approve", follow_redirects=True))
+    assert "宛先のユーザが削除されているため、適用できません。" in page
+    assert _settings() == []

@@ -21,6 +21,7 @@ from xmonbridge.models import (
     STATUS_PENDING,
     Notification,
     PendingChange,
+    User,
     UserMessageTemplate,
 )
 from tests.conftest import AuthActions
@@ -487,3 +488,46 @@ def test_three_in_a_test_call_acknowledges_nothing_and_says_so(live_logged_in: F
     notification = db.session.scalars(select(Notification)).one()
     assert notification.end_reason == flow.ENDED_BY_TEST_ACK.format(user=sato.display_name)
     assert "監視には認知済みを送っていません" in _text(live_logged_in.get("/incidents/"))
+
+
+# --- ids are never reused ---------------------------------------------------------------------
+
+USER_FORM = {"name": "", "password": "", "login_disabled": "y", "email": "", "mobile_email": ""}
+
+
+def _create_user_on_the_web(client: FlaskClient, login: str, phone: str) -> Any:
+    response = client.post("/admin/users/new", data={**USER_FORM, "login": login, "name": login, "phone": phone})
+    assert response.status_code == 302
+    db.session.expire_all()
+    return db.session.scalars(select(User).where(User.login == login)).one()
+
+
+@pytest.mark.parametrize("first", ["pending_create", "pending_edit"])
+def test_a_pending_change_of_a_deleted_user_never_lands_on_a_new_user(
+    client: FlaskClient, logged_in: AuthActions, first: str
+) -> None:
+    oldguy = _create_user_on_the_web(client, "oldguy", "+81-90-0123-0009")
+    old_id = oldguy.id
+    if first == "pending_edit":
+        _edit(client, oldguy, "submit_approve", opening="最初の挨拶です。", closing="")
+    _edit(client, oldguy, opening="oldguy への案内です。", closing="oldguy の締めです。")
+    [old_change] = [c for c in _changes() if c.status == STATUS_PENDING]
+    page = _text(client.post(f"/admin/users/{old_id}/delete", follow_redirects=True))
+    assert "ユーザ「oldguy」を削除しました。" in page
+
+    newguy = _create_user_on_the_web(client, "newguy", "+81-90-0123-0010")
+    assert newguy.id != old_id
+    if first == "pending_edit":
+        # newguy's own template row does not take the id of oldguy's deleted row either.
+        _edit(client, newguy, "submit_approve", opening="newguy の挨拶です。", closing="")
+        assert old_change.target_id not in {t.id for t in _templates()}
+
+    page = _text(client.post(f"{APPROVALS}{old_change.id}/approve", follow_redirects=True))
+    reason = {
+        "pending_create": "対象のユーザが削除されているため、適用できません。",
+        "pending_edit": "対象のメッセージテンプレートは既に削除されています。",
+    }[first]
+    assert reason in page
+    expected = ("newguy の挨拶です。", "") if first == "pending_edit" else ("", "")
+    assert messages_for(newguy.id) == expected
+    assert "oldguy への案内です。" not in _text(client.get(f"{URL}{newguy.id}"))

@@ -45,6 +45,11 @@ DEFAULT_VOICE = VOICES[0][0]
 VOICE_LABELS = dict(VOICES)
 
 
+# Ids are never reused (sqlite_autoincrement: SQLite would otherwise hand a deleted row's id
+# to the next row): pending changes, alerts, notifications and logs keep these ids.
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 def utcnow() -> datetime:
     """Return the current UTC time as a naive datetime (how every column stores time)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -54,6 +59,7 @@ class User(UserMixin, db.Model):
     """A person: an administrator, an approver, or only a notification target."""
 
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     login: Mapped[str] = mapped_column(String(64), unique=True)
@@ -218,6 +224,7 @@ class TwilioAccount(db.Model):
     """Twilio アカウント情報 (R3): approved state only; changes wait in PendingChange."""
 
     __tablename__ = "twilio_accounts"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
@@ -269,6 +276,7 @@ class PendingChange(db.Model):
     __table_args__ = (
         _pending_unique("uq_pending_create_name", "target_name", ACTION_CREATE),
         _pending_unique("uq_pending_delete_target", "target_id", ACTION_DELETE),
+        NEVER_REUSED,
     )
 
     @property
@@ -402,6 +410,7 @@ class ReplacementList(db.Model):
     """再生メッセージ置き換え設定: `word,reading` lines for one kind of call."""
 
     __tablename__ = "replacement_lists"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(String(16), unique=True)
@@ -447,6 +456,7 @@ class SimpleCallSetting(NotifySettingColumns, db.Model):
     """通話設定(シンプル通話) (R5), dialled through the account's TwiML Bin."""
 
     __tablename__ = "simple_call_settings"
+    __table_args__ = NEVER_REUSED
 
     ring_seconds: Mapped[int] = mapped_column(default=60)
 
@@ -468,6 +478,7 @@ class SmsSetting(NotifySettingColumns, db.Model):
     """SMS 通知設定 (R10)."""
 
     __tablename__ = "sms_settings"
+    __table_args__ = NEVER_REUSED
 
     recipients: Mapped[list[SmsRecipient]] = relationship(
         back_populates="setting", cascade="all, delete-orphan", order_by="SmsRecipient.position"
@@ -496,6 +507,7 @@ class ButtonCallSetting(db.Model):
     """通話設定(ボタン操作付き) (R7): calls the callee works from the keypad."""
 
     __tablename__ = "button_call_settings"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
@@ -534,6 +546,7 @@ class UserMessageTemplate(db.Model):
     """メッセージテンプレート (R8): what one user hears first and last in a button call."""
 
     __tablename__ = "user_message_templates"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
@@ -549,6 +562,7 @@ class ApiToken(db.Model):
     """A bearer token the monitor uses for the alert API; only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
