@@ -118,6 +118,9 @@ MIN_SELF_WAIT = 10
 PASSED = "{user} さんが 2# を押したため、次のユーザに通知します。"
 CANCELED = "通知が終了したため、発信しませんでした。"
 REMOVED = "通話設定から外されたため、以降は発信しません。"
+USER_DELETED = "ユーザが削除されたため、以降は発信しません。"
+# Why a user was stopped while the notification went on (インシデント shows it).
+STOPPED = frozenset({REMOVED, USER_DELETED})
 NOBODY_LEFT = "発信する宛先が残っていないため、通知を終了しました(宛先が通話設定から外されたか、削除されました)。"
 ACK_COMMENT = "xmonbridge の電話通知で {user} さんが 3# を押して認知済みにしました。"
 

@@ -36,7 +36,7 @@ from ..models import (
 from . import flow
 
 REMOVED = flow.REMOVED
-USER_DELETED = "ユーザが削除されたため、以降は発信しません。"
+USER_DELETED = flow.USER_DELETED
 ENDED_BY_ADMIN = "管理者({name})が通知を終了しました。"
 # Deliveries stopped at once; sending/calling ones are on (or about to be on) a live call.
 NOT_LIVE = (DELIVERY_QUEUED, DELIVERY_WAITING)
