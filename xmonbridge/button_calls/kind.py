@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..approval import Field
-from ..models import MODES, SETTING_BUTTON_CALL, SETTING_TYPES, ButtonCallRecipient, ButtonCallSetting
+from ..calls import recipients as call_recipients
+from ..models import MODES, SETTING_BUTTON_CALL, SETTING_TYPES, ButtonCallRecipient, ButtonCallSetting, utcnow
 from ..notify_settings.kind import account_text, phone_text, recipient_kind, recipients_text
 
 
 def _seconds(value: Any) -> str:
     return f"{value} 秒"
+
+
+def _recipients_changed(setting: ButtonCallSetting, user_ids: list[int]) -> None:
+    """An approved edit: the setting's active notification stops calling the users taken off."""
+    call_recipients.drop_removed(setting.id, user_ids, utcnow())
 
 
 def _max_calls_text(value: Any) -> str:
@@ -38,4 +44,5 @@ BUTTON_CALL_KIND = recipient_kind(
         Field("machine_detection", "留守番電話の検出", show=lambda value: "有効" if value else "無効"),
     ),
     "button_calls.show",
+    recipients_changed=_recipients_changed,
 )

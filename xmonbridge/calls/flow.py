@@ -48,9 +48,12 @@ from ..models import (
     OUTCOME_ADOPTED,
     OUTCOME_PLACED,
     REPLACEMENT_BUTTON,
+    SETTING_BUTTON_CALL,
     Acknowledgement,
     AlertRecord,
     Attempt,
+    ButtonCallRecipient,
+    ButtonCallSetting,
     CallAnnouncement,
     Delivery,
     Notification,
@@ -116,6 +119,11 @@ ALL_DONE_PARTLY = "宛先が 9# で通話を終了するか、発信回数の上
 MIN_SELF_WAIT = 10
 PASSED = "{user} さんが 2# を押したため、次のユーザに通知します。"
 CANCELED = "通知が終了したため、発信しませんでした。"
+REMOVED = "通話設定から外されたため、以降は発信しません。"
+USER_DELETED = "ユーザが削除されたため、以降は発信しません。"
+# Why a user was stopped while the notification went on (インシデント shows it).
+STOPPED = frozenset({REMOVED, USER_DELETED})
+NOBODY_LEFT = "発信する宛先が残っていないため、通知を終了しました(宛先が通話設定から外されたか、削除されました)。"
 ACK_COMMENT = "xmonbridge の電話通知で {user} さんが 3# を押して認知済みにしました。"
 
 
@@ -382,6 +390,10 @@ def _after_call(attempt: Attempt, reason: str, now: datetime) -> None:
         else:
             _finish_if_all_done(notification, now)
         return
+    if not still_recipient(delivery):
+        # Taken off the setting (or deleted) while this call went on: not called again.
+        stop_removed(delivery, now)
+        return
     label = END_REASONS.get(reason, reason)
     cap = notification.max_calls or 0
     if cap and calls_made(delivery) >= cap:
@@ -406,6 +418,48 @@ def after_failure(delivery: Delivery, now: datetime) -> None:
     notification = delivery.notification
     if notification.channel == CHANNEL_BUTTON and notification.mode == MODE_ROTATION:
         _pass_on(delivery, now, delivery.error)
+
+
+def still_recipient(delivery: Delivery) -> bool:
+    """Whether the delivery's user is still among the To rows of its button-call setting.
+
+    A user taken off the setting by an approved edit (or deleted) is not called again by its
+    active notification. Test calls and notifications of a deleted setting are left as they are.
+    """
+    notification = delivery.notification
+    if notification.setting_type != SETTING_BUTTON_CALL:
+        return True
+    if db.session.get(ButtonCallSetting, notification.setting_id) is None:
+        return True
+    if delivery.user_id is None:
+        return False
+    found = db.session.scalar(
+        select(ButtonCallRecipient.id).where(
+            ButtonCallRecipient.setting_id == notification.setting_id,
+            ButtonCallRecipient.user_id == delivery.user_id,
+        ).limit(1)
+    )
+    return found is not None
+
+
+def stop_removed(delivery: Delivery, now: datetime, why: str = REMOVED) -> None:
+    """Stop calling one user of an active notification; 輪番 passes on if it was their turn."""
+    notification = delivery.notification
+    in_turn = delivery.status in (DELIVERY_QUEUED, DELIVERY_SENDING, DELIVERY_CALLING)
+    delivery.status = DELIVERY_CANCELED
+    delivery.error = why
+    delivery.updated_at = now
+    if notification.status != NOTIFICATION_ACTIVE:
+        return
+    if not any(d.status not in (DELIVERY_FAILED, DELIVERY_CANCELED, DELIVERY_SENT) for d in notification.deliveries):
+        if notification.mode == MODE_ROTATION or not any(d.status == DELIVERY_SENT for d in notification.deliveries):
+            _end(notification, now, NOBODY_LEFT)
+            return
+    if notification.mode == MODE_ROTATION:
+        if in_turn:
+            _pass_on(delivery, now, why)
+    else:
+        _finish_if_all_done(notification, now)
 
 
 def calls_made(delivery: Delivery) -> int:
@@ -573,6 +627,11 @@ def _end(notification: Notification, now: datetime, reason: str, status: str = N
             other.updated_at = now
 
 
+def end(notification: Notification, now: datetime, reason: str) -> None:
+    """End an active notification for reason (an administrator's 「通知を終了」)."""
+    _end(notification, now, reason)
+
+
 def _finish_if_all_done(notification: Notification, now: datetime) -> None:
     """一斉: the notification ends when no user is left to call."""
     db.session.flush()
@@ -592,12 +651,19 @@ def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
         return
     ordered = sorted(notification.deliveries, key=lambda d: (d.position, d.id))
     index = ordered.index(delivery)
+    removed = False
     for step in range(1, len(ordered) + 1):
         candidate = ordered[(index + step) % len(ordered)]
         if candidate.status in (DELIVERY_FAILED, DELIVERY_CANCELED):
             continue
         if candidate.status in (DELIVERY_SENDING, DELIVERY_CALLING) and candidate is not delivery:
             return  # someone is already being called
+        if not still_recipient(candidate):
+            candidate.status = DELIVERY_CANCELED
+            candidate.error = REMOVED
+            candidate.updated_at = now
+            removed = True
+            continue
         candidate.status = DELIVERY_QUEUED
         # The only one left is the user who just passed: not while their call is still on.
         wait = 0 if candidate is not delivery else max(notification.recall_seconds or 0, MIN_SELF_WAIT)
@@ -607,4 +673,7 @@ def _pass_on(delivery: Delivery, now: datetime, why: str) -> None:
             candidate.error = why
         dispatch.wake()
         return
-    _end(notification, now, ALL_CAPPED, NOTIFICATION_FAILED)
+    if removed:
+        _end(notification, now, NOBODY_LEFT)
+    else:
+        _end(notification, now, ALL_CAPPED, NOTIFICATION_FAILED)

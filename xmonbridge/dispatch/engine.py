@@ -330,6 +330,12 @@ class Dispatcher:
             delivery.updated_at = now
             db.session.commit()
             return False
+        if not flow.still_recipient(delivery):
+            # Taken off the setting (or deleted) while this call waited: not placed.
+            flow.stop_removed(delivery, now)
+            self._finish_notification(notification, now)
+            db.session.commit()
+            return False
         settings = XmonSettings.get()
         if not settings.xmon_url:
             self._stop(delivery, NO_XMON_URL, now)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from ..calls.flow import END_KEY_2, END_REASONS, NORMAL_ENDS, alerts_of
+from ..calls.flow import END_KEY_2, END_REASONS, NORMAL_ENDS, STOPPED, alerts_of
 from ..dispatch.outcomes import answered_by_label, status_label
 from ..extensions import db
 from ..filters import jst
@@ -119,6 +119,9 @@ def recipient_status(delivery: Delivery) -> tuple[str, str]:
         if _capped(delivery, notification):
             return "上限到達", TONE_DANGER
         return "失敗", TONE_DANGER
+    if delivery.status == DELIVERY_CANCELED and delivery.error in STOPPED:
+        # Taken off the setting or deleted while the notification went on.
+        return "発信停止", TONE_MUTED
     if delivery.status == DELIVERY_CANCELED:
         # The notification ended first: before this user was called at all, or between calls.
         return ("発信済み", "") if calls else ("取り消し", TONE_MUTED)
@@ -153,7 +156,10 @@ def recipient_view(delivery: Delivery, order: int) -> RecipientView:
         calls=len(calls),
         last_end=end_label(calls[-1]) if calls else "",
         # A recipient who was called and is done needs no reason; an older one (a re-call's) would mislead.
-        reason="" if delivery.status == DELIVERY_SENT or delivery.status == DELIVERY_CANCELED and calls else delivery.error,
+        reason=""
+        if delivery.status == DELIVERY_SENT
+        or delivery.status == DELIVERY_CANCELED and calls and delivery.error not in STOPPED
+        else delivery.error,
     )
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template, request
-from flask_login import login_required
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
 from sqlalchemy import false, select
 from sqlalchemy.orm import selectinload
 
+from ..access import admin_required
+from ..calls import recipients
 from ..extensions import db
+from ..forms import EmptyForm
 from ..logs.routes import _paginate
-from ..models import CHANNEL_BUTTON, AlertRecord, Delivery, Notification
+from ..models import CHANNEL_BUTTON, AlertRecord, Delivery, Notification, utcnow
 from . import bp, button, summary
 from .forms import IncidentFilterForm
 
@@ -60,4 +64,25 @@ def show(alert_id: int) -> str:
         button.button_detail(n, alert) if n.channel == CHANNEL_BUTTON else summary.notification_view(n)
         for n in [*alert.notifications, *joined]
     ]
-    return render_template("incidents/show.html", alert=alert, views=views, followups=followups, s=summary)
+    return render_template(
+        "incidents/show.html", alert=alert, views=views, followups=followups, s=summary
+    )
+
+
+@bp.route("/notifications/<int:notification_id>/end", methods=["POST"])
+@admin_required
+def end_notification(notification_id: int) -> Response:
+    """「通知を終了」: an administrator ends an active button call (no more calls)."""
+    notification = db.get_or_404(Notification, notification_id)
+    if notification.channel != CHANNEL_BUTTON:
+        abort(404)
+    alert_id = request.form.get("alert_id", type=int) or notification.alert_id
+    if not EmptyForm().validate_on_submit():
+        flash("通知を終了できませんでした。画面を開き直してやり直してください。", "danger")
+    elif recipients.end_by_admin(notification, current_user, utcnow()):
+        db.session.commit()
+        flash("通知を終了しました。以降は発信しません。", "success")
+    else:
+        db.session.rollback()
+        flash("この通知は既に終了しています。", "warning")
+    return redirect(url_for("incidents.show", alert_id=alert_id) + f"#notification-{notification.id}")

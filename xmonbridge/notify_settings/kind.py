@@ -99,8 +99,13 @@ def recipient_kind(
     fields: tuple[Field, ...],
     detail_endpoint: str,
     needs_bin_url: bool = False,
+    recipients_changed: Callable[[Any, list[int]], None] | None = None,
 ) -> ConfigKind:
-    """Register a setting kind: plain columns plus the ordered recipient rows (field "recipients")."""
+    """Register a setting kind: plain columns plus the ordered recipient rows (field "recipients").
+
+    recipients_changed(obj, user_ids) runs after an approved change replaced the To rows of an
+    existing object (button calls stop calling the users taken off).
+    """
 
     def snapshot(obj: Any) -> dict[str, Any]:
         """Current values, recipients as user ids in list order."""
@@ -116,6 +121,9 @@ def recipient_kind(
                 obj.recipients = [recipient_model(user_id=uid, position=i) for i, uid in enumerate(value)]
             else:
                 setattr(obj, name, value)
+        if recipients_changed is not None and "recipients" in values and obj.id is not None:
+            db.session.flush()
+            recipients_changed(obj, list(values["recipients"]))
 
     return register(
         ConfigKind(

@@ -9,9 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from ..access import admin_required
+from ..calls import recipients as call_recipients
 from ..extensions import db
 from ..forms import EmptyForm
-from ..models import User
+from ..models import User, utcnow
 from . import bp, phone_audit, rules
 from .forms import LOGIN_TAKEN, UserForm
 
@@ -87,6 +88,8 @@ def delete(user_id: int) -> Response:
     elif problem := rules.delete_problem(user, current_user):
         flash(problem, "danger")
     else:
+        # Whoever still calls them (an active button call they were taken off) stops first.
+        call_recipients.drop_user(user.id, utcnow())
         db.session.delete(user)
         db.session.commit()
         flash(f"ユーザ「{user.login}」を削除しました。", "success")
