@@ -29,9 +29,18 @@ HOST2 = "fixture-host2"
 class Nagios:
     """One running Nagios in its own folder."""
 
-    def __init__(self, folder: Path, svc_cmd: str = "", host_cmd: str = "", resource_lines: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        svc_cmd: str = "",
+        host_cmd: str = "",
+        resource_lines: list[str] | None = None,
+        svc_check: str = "",
+    ) -> None:
         self.folder = folder
         env = dict(os.environ, NF_NAGIOS_USER="root", NF_INTERVAL="1")
+        if svc_check:
+            env["NF_SVC_CHECK_CMD"] = svc_check
         if svc_cmd:
             env["NF_SVC_NOTIFY_CMD"] = svc_cmd
         if host_cmd:
@@ -75,6 +84,10 @@ class Nagios:
 
     def wait_ack(self, kind: str, timeout: int = 30) -> str:
         return self.run("wait-ack", kind, *([HOST, SERVICE] if kind == "svc" else [HOST2]), str(timeout), timeout=timeout + 10)
+
+    def svc_status(self, field: str) -> str:
+        """A field of fixture-svc's entry in status.dat (current_state, plugin_output, …)."""
+        return self.run("status-field", "servicestatus", HOST, SERVICE, field).strip()
 
     def log(self) -> str:
         path = self.folder / "nagios.log"

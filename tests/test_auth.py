@@ -59,8 +59,9 @@ def _admin_rules(app: Flask) -> list[tuple[str, str]]:
     rules = []
     for rule in app.url_map.iter_rules():
         # The alert API takes a bearer token instead (test_alert_api.py); Twilio's webhooks are
-        # signature-checked instead (test_webhooks.py).
-        if rule.endpoint in ("static", "bootstrap.static") or rule.endpoint.startswith(("auth.", "api.", "webhooks.")):
+        # signature-checked instead (test_webhooks.py); /healthz is public and holds nothing
+        # secret (test_healthz.py).
+        if rule.endpoint in ("static", "bootstrap.static") or rule.endpoint.startswith(("auth.", "api.", "webhooks.", "healthz.")):
             continue
         url = re.sub(r"<(?:int:)?[a-z_]+>", "1", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -72,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .approvals import bp as approvals_bp
     from .auth import bp as auth_bp
     from .button_calls import bp as button_calls_bp
+    from .healthz import bp as healthz_bp
     from .incidents import bp as incidents_bp
     from .logs import bp as logs_bp
     from .message_templates import bp as message_templates_bp
@@ -83,7 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     blueprints += (api_bp, incidents_bp, webhooks_bp, api_tokens_bp)
-    blueprints += (button_calls_bp, message_templates_bp)
+    blueprints += (button_calls_bp, message_templates_bp, healthz_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 

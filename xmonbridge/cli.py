@@ -1,4 +1,4 @@
-"""The `xmonbridge` console script: init, create-user, serve (plus Flask's own commands)."""
+"""The `xmonbridge` console script: init, create-user, serve, notify, check (plus Flask's own commands)."""
 
 from __future__ import annotations
 
@@ -196,9 +196,23 @@ def notify_command(args: tuple[str, ...]) -> None:
     raise SystemExit(light.main(list(args)))
 
 
+@click.command(
+    "check",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def check_command(args: tuple[str, ...]) -> None:
+    """Nagios plugin: check xmonbridge through GET /healthz (see `xmonbridge check --help`)."""
+    # Like notify: the console script runs it from xmonbridge/entry.py without loading the app.
+    from . import check_command as light
+
+    raise SystemExit(light.main(list(args)))
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on the app (and so on `flask --app xmonbridge`)."""
-    for command in (init_command, create_user_command, unlock_command, serve_command, notify_command):
+    for command in (init_command, create_user_command, unlock_command, serve_command, notify_command, check_command):
         app.cli.add_command(command)
 
 

@@ -73,6 +73,10 @@ class Defaults:
     # Twilio: without an X-MON URL (no status callbacks), and as a safety net with one.
     DISPATCH_CHECK_GRACE_SECONDS = 30.0
     DISPATCH_CHECK_GRACE_CALLBACK_SECONDS = 600.0
+    # GET /healthz (health.py) warns when a delivery has been due this long without being
+    # worked, and when the last request to Twilio failed (no success since) this recently.
+    HEALTH_WAITING_WARNING_SECONDS = 120
+    HEALTH_TWILIO_ERROR_SECONDS = 3600
 
 
 # Numbers that must be at least 1 (a zero would lock every login or show empty pages).

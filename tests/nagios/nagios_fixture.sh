@@ -20,6 +20,8 @@
 #   NF_NAGIOS_USER = user nagios (and the notification commands) run as when started as root
 #   (default nagios; "root" also works in 4.4.6). Non-root callers: nagios runs as the caller.
 #   NF_RESOURCE_LINES = extra lines for resource.cfg (e.g. '$USER9$=token').
+#   NF_SVC_CHECK_CMD = command_line of fixture-svc's active check instead of DIR/svc.state
+#   (a plugin under test; svc-state then has no effect on it).
 # Env (ack): NF_ACK_STICKY (2=sticky, default 2) NF_ACK_NOTIFY (0) NF_ACK_PERSISTENT (0)
 #   NF_ACK_AUTHOR NF_ACK_COMMENT.
 set -euo pipefail
@@ -108,6 +110,11 @@ EOF
     host_cmds="nf-record-host,nf-host-custom"
     extra+=$'define command {\n  command_name nf-host-custom\n  command_line '"$NF_HOST_NOTIFY_CMD"$'\n}\n'
   fi
+  local svc_check="nf-check!$D/svc.state"
+  if [ -n "${NF_SVC_CHECK_CMD:-}" ]; then
+    svc_check="nf-svc-check"
+    extra+=$'define command {\n  command_name nf-svc-check\n  command_line '"$NF_SVC_CHECK_CMD"$'\n}\n'
+  fi
   local iv=${NF_INTERVAL:-2}
 
   cat > "$D/objects.cfg" <<EOF
@@ -180,7 +187,7 @@ define host {
 define service {
   host_name              $HOST1
   service_description    $SVC1
-  check_command          nf-check!$D/svc.state
+  check_command          $svc_check
   check_period           24x7
   check_interval         $iv
   retry_interval         $iv
