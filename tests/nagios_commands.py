@@ -3,7 +3,7 @@
 Nagios reads `command_line` up to an unescaped `;` (a comment) and turns `\\;` into `;`,
 then replaces each `$MACRO$` with its value and `$$` with `$`, after removing
 `illegal_macro_output_chars` from the output macros; the result runs under /bin/sh -c
-whenever it holds shell syntax (quotes, here). Facts from ../shared/nagios/README.md and
+whenever it holds shell syntax (quotes, here). Facts from tests/nagios/README.md and
 Nagios 4.4's config and macro code.
 """
 
