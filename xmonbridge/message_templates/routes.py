@@ -10,13 +10,13 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from .. import approval, from_numbers, phone, telephony
+from .. import approval, phone
 from ..access import admin_required
 from ..calls import testcall
 from ..config_views import add_error
 from ..extensions import db
 from ..models import ACTIONS, MESSAGE_TEXT_MAX, REPLACEMENT_BUTTON, User, XmonSettings
-from ..notify_settings.routes import replacements_page
+from ..notify_settings.routes import load_numbers, replacements_page
 from . import bp, kind, store
 from .forms import MessageTemplateForm
 
@@ -69,22 +69,6 @@ def show(user_id: int) -> str:
         actions=ACTIONS,
         **_tabs_context("message_templates.index"),
     )
-
-
-def _load_numbers(form: MessageTemplateForm) -> str | None:
-    """Fill the From list, reading it from Twilio on 「再取得」 or if never read; the reason on failure."""
-    account = form.account
-    error = None
-    if account is not None and (form.refresh_numbers.data or not from_numbers.was_read(account)):
-        try:
-            from_numbers.refresh(account)
-            db.session.commit()
-        except telephony.TwilioError as exc:
-            db.session.rollback()
-            kept = "前回取得した一覧を表示しています。" if from_numbers.was_read(account) else ""
-            error = f"Twilio 電話番号を取得できませんでした。{exc}{kept}"
-    form.bind_numbers()
-    return error
 
 
 @dataclass(frozen=True)
@@ -147,7 +131,7 @@ def edit(user_id: int) -> Response | str:
     """Propose (編集) or apply (編集と承認) a user's messages; 「テスト通話」 tries them unsaved."""
     user = _get_user_or_404(user_id)
     form = MessageTemplateForm(user=user, template=store.find(user.id))
-    numbers_error = _load_numbers(form)
+    numbers_error = load_numbers(form)
     test_result = None
     if form.is_submitted():
         if form.run_test.data:

@@ -27,7 +27,7 @@ from ..models import (
 )
 from . import simple_bp, sms_bp
 from .channels import SIMPLE_CALL, SMS, Channel, Screen
-from .forms import NO_SMS_NUMBER, NOT_MOBILE, RecipientSettingForm, ReplacementForm, SettingForm
+from .forms import NO_SMS_NUMBER, NOT_MOBILE, ReplacementForm, SettingForm
 from .kind import REPLACEMENTS_KIND, recipient_label
 
 
@@ -48,8 +48,11 @@ def _guide_context() -> dict[str, Any]:
     return {"bin_twiml": twiml.bin_snippet(XmonSettings.get().effective_voice)}
 
 
-def load_numbers(form: RecipientSettingForm) -> str | None:
+def load_numbers(form: Any) -> str | None:
     """Fill the From list: read it from Twilio on 「再取得」 or if the account's were never read.
+
+    Any form with `account`, `refresh_numbers` and `bind_numbers()` (the setting forms, and
+    メッセージテンプレート's テスト通話).
 
     An account that owns no number is read once too, not on every request (each read is a
     Twilio request and a ログ row). On failure the cached list stays; the Japanese reason is
