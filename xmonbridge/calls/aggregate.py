@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ..extensions import db
 from ..models import (
@@ -73,15 +73,10 @@ def attach(alert: AlertRecord, setting: ButtonCallSetting, now: datetime) -> Not
 
 def _still_active(notification: Notification) -> bool:
     """Row-lock the notification if it is still active (a key press may have just ended it)."""
-    locked = db.session.execute(
-        update(Notification)
-        .where(Notification.id == notification.id, Notification.status == NOTIFICATION_ACTIVE)
-        .values(status=NOTIFICATION_ACTIVE)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if locked != 1:
+    locked = flow.lock_if_active(notification)
+    if not locked:
         db.session.expire(notification)
-    return locked == 1
+    return locked
 
 
 def start(alert: AlertRecord, setting: ButtonCallSetting, now: datetime) -> Notification:

@@ -600,7 +600,7 @@ def _set_end(attempt: Attempt, reason: str, key: str = "") -> None:
         attempt.end_key = key
 
 
-def _touch(notification: Notification) -> bool:
+def lock_if_active(notification: Notification) -> bool:
     """Lock the notification row while it is active (intake joins alerts under the same lock)."""
     return (
         db.session.execute(
@@ -615,7 +615,7 @@ def _touch(notification: Notification) -> bool:
 
 def _end(notification: Notification, now: datetime, reason: str, status: str = NOTIFICATION_DONE) -> None:
     """End the notification: nobody else is called; calls in progress finish by themselves."""
-    if not _touch(notification):
+    if not lock_if_active(notification):
         return
     notification.status = status
     notification.finished_at = now
