@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install what the tests need (Debian's Chromium and Japanese fonts, PostgreSQL 15 and Nagios
-# Core 4 to run throw-away copies of, the package with its test extra in .venv) and run every
-# test.
+# Install what the tests need (Debian's Chromium and Japanese fonts, PostgreSQL 15, Nagios
+# Core 4 and nginx to run throw-away copies of, the package with its test extra in .venv) and
+# run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,10 +11,11 @@ dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 [ -x /usr/sbin/nagios4 ] || missing+=(nagios4-core)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  # The tests start their own PostgreSQL and Nagios: keep the packages from starting the
+  # The tests start their own PostgreSQL, Nagios and nginx: keep the packages from starting the
   # system's copies (policy-rc.d refuses every service start during the install).
   added_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -88,9 +88,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for bp in blueprints:
         app.register_blueprint(bp)
 
-    hops = int(app.config["PROXY_FIX_X_FOR"])
-    if hops > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
+    from . import proxy
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)  # type: ignore[method-assign]
+    proxy.init_app(app)
     return app

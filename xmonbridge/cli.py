@@ -168,6 +168,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
             self.cfg.set("timeout", worker_timeout(app))
             # gunicorn's control socket would be one path shared by every server of the user.
             self.cfg.set("control_socket_disable", True)
+            # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default (where the nginx of
+            # deploy/ runs); only ProxyFix, within PROXY_FIX_X_FOR hops, may (proxy.py).
+            self.cfg.set("forwarded_allow_ips", "")
             # The access log must not hold the secret part of status callback URLs.
             self.cfg.set("logger_class", "xmonbridge.access_log.RedactingLogger")
             # Every worker runs a dispatcher thread; the lease lets one of them lead.

@@ -39,9 +39,17 @@ class Defaults:
     LOGIN_WINDOW_SECONDS = 900
     LOGIN_LOCK_SECONDS = 300
     # Reverse proxies in front of xmonbridge whose X-Forwarded-For/-Proto/-Host/-Prefix headers
-    # are trusted (Werkzeug ProxyFix). 0 trusts none: the client address is the TCP peer. Set it
-    # to the number of proxies, or anyone can pick the address their failed logins count against.
+    # are trusted (Werkzeug ProxyFix, proxy.py). 0 trusts none: the client address is the TCP
+    # peer. Set it to the number of proxies, or anyone can pick the address their failed logins
+    # count against. Every proxy appends to X-Forwarded-For, so this many values are trusted.
     PROXY_FIX_X_FOR = 0
+    # Values of X-Forwarded-Proto, -Host and -Prefix trusted, counted from the nearest proxy and
+    # never more than PROXY_FIX_X_FOR (none without a proxy). nginx as in deploy/nginx replaces
+    # what the client sent with one value of its own, so 1 is right behind any number of proxies
+    # whose nearest is that nginx; raise one only when every proxy appends to that header.
+    PROXY_FIX_X_PROTO = 1
+    PROXY_FIX_X_HOST = 1
+    PROXY_FIX_X_PREFIX = 1
     # Days a login session may go unused before it ends (its row is pruned at the next login).
     SESSION_MAX_IDLE_DAYS = 14
     # Largest request body accepted, in bytes.
