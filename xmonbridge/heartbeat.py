@@ -264,12 +264,13 @@ def check(now: datetime | None = None) -> Result:
     # End the read transaction before writing (SQLite cannot upgrade a stale reader).
     db.session.rollback()
 
+    # An outage ended once the lease was renewed, or a request succeeded, after its text.
     ended = {
-        DISPATCHER: renewed is not None and sent[DISPATCHER] is not None and renewed > sent[DISPATCHER],
-        TWILIO: sent[TWILIO] is not None and (failing_since is None or failing_since > sent[TWILIO]),
+        DISPATCHER: lambda sent_at: renewed is not None and renewed > sent_at,
+        TWILIO: lambda sent_at: failing_since is None or failing_since > sent_at,
     }
     for kind, sent_at in sent.items():
-        if sent_at is None or not ended[kind]:
+        if sent_at is None or not ended[kind](sent_at):
             continue
         if _set_if(_column(kind), _column(kind) == sent_at, None):
             _deliver(result, chosen, _recovered(kind, sent_at, host), f"{kind} recovered")
