@@ -136,8 +136,8 @@ def dispatcher_problem(now: datetime, minutes: int) -> Problem | None:
     )
 
 
-def _twilio_rows() -> tuple[datetime | None, datetime | None, datetime | None, RequestLog | None]:
-    """(last success, first failure since it, newest failure since it, that failure's row)."""
+def _failing_since_success() -> tuple[datetime | None, RequestLog | None]:
+    """When the failed requests to Twilio since the last success began, and the newest of them."""
     ours = RequestLog.setting_type != SETTING_HEARTBEAT
     to_twilio = RequestLog.kind.in_(TWILIO_KINDS)
     last_success = db.session.scalar(
@@ -150,7 +150,7 @@ def _twilio_rows() -> tuple[datetime | None, datetime | None, datetime | None, R
     newest = db.session.scalars(
         select(RequestLog).where(*failing).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()).limit(1)
     ).first()
-    return last_success, first, newest.created_at if newest else None, newest
+    return first, newest
 
 
 def twilio_problem(now: datetime, minutes: int) -> tuple[Problem | None, datetime | None]:
@@ -159,9 +159,10 @@ def twilio_problem(now: datetime, minutes: int) -> tuple[Problem | None, datetim
     The second value is the start of the failures since the last success (None: the last
     request succeeded, or there was none), whether or not they last long enough yet.
     """
-    _success, first, newest_at, newest = _twilio_rows()
-    if first is None or newest_at is None or newest is None:
+    first, newest = _failing_since_success()
+    if first is None or newest is None:
         return None, None
+    newest_at = newest.created_at
     window = timedelta(minutes=minutes)
     if now - first <= window or now - newest_at > window:
         return None, first
