@@ -73,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .auth import bp as auth_bp
     from .button_calls import bp as button_calls_bp
     from .healthz import bp as healthz_bp
+    from .heartbeat_settings import bp as heartbeat_settings_bp
     from .incidents import bp as incidents_bp
     from .logs import bp as logs_bp
     from .message_templates import bp as message_templates_bp
@@ -85,6 +86,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     blueprints += (api_bp, incidents_bp, webhooks_bp, api_tokens_bp)
     blueprints += (button_calls_bp, message_templates_bp, healthz_bp)
+    blueprints += (heartbeat_settings_bp,)
     for bp in blueprints:
         app.register_blueprint(bp)
 
