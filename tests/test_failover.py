@@ -11,8 +11,7 @@ user answers and presses 2#. Then the process group of the server whose worker h
 * placing — right after the 2#, while the leader waits for Twilio's answer to the second
   call's create (Twilio made the call; the answer never reaches the dead process);
 * answered-early — as placing, but the second user answers and presses 2# before the
-  survivor has found the call: a known gap (xfail), the call's attempt stays pending without
-  its SID, though the rotation itself goes on.
+  survivor has found the call: the signed webhook's CallSid settles the attempt.
 
 The other server takes the lease once it runs out (never before: no two leaders at once) and
 within the lease time after that; the rotation goes on through it: every user is called once,
@@ -252,13 +251,7 @@ def app_holds(call: Call) -> bool:
     [
         "ringing",
         "placing",
-        pytest.param(
-            "answered-early",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a call worked (2#) before any dispatcher recorded it keeps a pending attempt without its SID",
-            ),
-        ),
+        "answered-early",
     ],
 )
 def test_the_other_server_takes_over_a_rotation_when_the_leader_is_killed(
