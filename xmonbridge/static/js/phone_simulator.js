@@ -32,7 +32,10 @@ function initPhoneSimulator(root) {
     speech.disabled = true;
     document.getElementById("phone-speech-help").textContent = "このブラウザは音声合成に対応していません。";
   }
+  // The switch is remembered in this browser, so it stays on from page to page.
+  speech.checked = !speech.disabled && window.localStorage.getItem("phone-speech") === "on";
   speech.addEventListener("change", () => {
+    window.localStorage.setItem("phone-speech", speech.checked ? "on" : "off");
     if (!speech.checked && "speechSynthesis" in window) window.speechSynthesis.cancel();
   });
 
@@ -212,7 +215,7 @@ function initPhoneSimulator(root) {
       state: "ringing",
       from: "",
       setting: `リハーサル: ${rehearsal.setting.name}`,
-      at: new Date().toLocaleString("ja-JP"),
+      at: new Date().toLocaleString("sv-SE"), // 2026-04-01 10:23:45, like the server's times
       ended: "",
       waiting_for_keys: false,
       lines: [],
