@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 
 CALL = "call"
 SMS = "sms"
-# Twilio's statuses of a call on a phone, as the simulated row keeps them.
-RINGING = "queued"
+# Twilio's statuses of a call on a phone, as the simulated row keeps them (queued: ringing).
+QUEUED = "queued"
+RINGING = QUEUED
 TALKING = "in-progress"
 ACTIVE = (RINGING, TALKING)
 DELIVERED = "delivered"
@@ -241,8 +242,8 @@ def press(call_id: int, keys: str | None, now: datetime) -> bool:
         return False
     until = state.get("gather_until")
     if keys is not None and until and datetime.fromisoformat(str(until)) <= now:
-        # Too late: the <Gather> has already given up waiting.
-        return press(call_id, None, now) and False
+        press(call_id, None, now)  # too late: the <Gather> has given up waiting
+        return False
     if keys is not None:
         keys = "".join(char for char in keys if char in KEYPAD)[:MAX_KEYS]
     if keys is None:
@@ -294,7 +295,7 @@ def settle(now: datetime, numbers: list[str]) -> None:
     queued_texts = db.session.scalars(
         select(SimulatedMessage.id).where(
             SimulatedMessage.channel == SMS,
-            SimulatedMessage.status == RINGING,
+            SimulatedMessage.status == QUEUED,
             SimulatedMessage.to_number.in_(numbers),
         )
     ).all()
@@ -372,7 +373,7 @@ def _end(row: SimulatedMessage, status: str, now: datetime, note: str = "") -> b
 def _deliver(message_id: int) -> None:
     """An SMS reached its phone: `delivered`, reported to its status callback."""
     row = db.session.get(SimulatedMessage, message_id)
-    if row is None or not _swap(row, RINGING, DELIVERED, None):
+    if row is None or not _swap(row, QUEUED, DELIVERED, None):
         return
     callback = _status_url(row)
     if not callback:
