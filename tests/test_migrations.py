@@ -137,3 +137,58 @@ def test_0007_keeps_rows_and_schema_and_never_reuses_a_deleted_id(tmp_path: Path
         assert "AUTOINCREMENT" not in db.session.execute(text("SELECT sql FROM sqlite_master WHERE name = 'users'")).scalar()
         db.session.remove()
         db.engine.dispose()
+
+
+def test_0008_adds_retention_and_heartbeat_and_never_reuses_a_pruned_alert_id(tmp_path: Path) -> None:
+    app = create_app(_config(tmp_path))
+    with app.app_context():
+        directory = app.extensions["migrate"].directory
+        upgrade(directory=directory, revision="0007")
+        run = db.session.execute
+        run(text(f"INSERT INTO xmon_settings (id, voice, calls_per_15min, calls_per_hour, updated_at) VALUES (1, 'Polly.Mizuki', 3, 9, {NOW})"))
+        for i in (1, 2, 3):
+            run(text("INSERT INTO alerts (id, received_at, setting_type, setting_id, setting_name, notification_type, host,"
+                     " host_address, service, state, output, problem_id, last_problem_id, correlation_id, token_name, repeats)"
+                     f" VALUES ({i}, {NOW}, 'sms', 1, 's', 'PROBLEM', 'h{i}', '', '', 'DOWN', '', '{i}', '0', '{i}', '', 0)"))
+        run(text("INSERT INTO request_logs (id, created_at, kind, account_name, setting_type, setting_name, destination,"
+                 " from_number, sid, error_message, duration_ms, success, simulated, request_summary)"
+                 f" VALUES (7, {NOW}, 'sms', '', '', '', '', '', '', '', 0, 1, 1, '{{}}')"))
+        # Alert 3 (the newest) and the only log row were pruned before the upgrade.
+        run(text("DELETE FROM alerts WHERE id = 3"))
+        db.session.commit()
+        before = _structure()
+
+        upgrade(directory=directory, revision="0008")
+        after = _structure()
+        # The rebuilt tables keep their columns, indexes (partial ones too) and foreign keys.
+        for table in ("alerts", "notifications", "deliveries", "attempts", "acknowledgements", "request_logs", "simulated_messages"):
+            assert after[table] == before[table], table
+        # Settings keep their values and gain the defaults.
+        row = run(text("SELECT calls_per_15min, calls_per_hour, retention_days, heartbeat_user_id,"
+                       " heartbeat_dispatcher_minutes, heartbeat_twilio_minutes FROM xmon_settings")).one()
+        assert tuple(row) == (3, 9, 400, None, 10, 30)
+        run(text("DELETE FROM request_logs"))
+        for host in ("new1", "new2"):
+            run(text("INSERT INTO alerts (received_at, setting_type, setting_id, setting_name, notification_type, host,"
+                     " host_address, service, state, output, problem_id, last_problem_id, correlation_id, token_name, repeats)"
+                     f" VALUES ({NOW}, 'sms', 1, 's', 'PROBLEM', '{host}', '', '', 'DOWN', '', '9', '0', '9', '', 0)"))
+        run(text("INSERT INTO request_logs (created_at, kind, account_name, setting_type, setting_name, destination,"
+                 " from_number, sid, error_message, duration_ms, success, simulated, request_summary)"
+                 f" VALUES ({NOW}, 'sms', '', '', '', '', '', '', '', 0, 1, 1, '{{}}')"))
+        db.session.commit()
+        # Ids continue past every row the upgrade saw (alert 3 was gone already).
+        assert _ids("alerts") == [1, 2, 3, 4]
+        run(text("DELETE FROM alerts WHERE host = 'new2'"))
+        run(text("INSERT INTO alerts (received_at, setting_type, setting_id, setting_name, notification_type, host,"
+                 " host_address, service, state, output, problem_id, last_problem_id, correlation_id, token_name, repeats)"
+                 f" VALUES ({NOW}, 'sms', 1, 's', 'PROBLEM', 'new3', '', '', 'DOWN', '', '9', '0', '9', '', 0)"))
+        db.session.commit()
+        # Once deleted, an id stays unused.
+        assert _ids("alerts") == [1, 2, 3, 5]
+        assert _ids("request_logs") == [8]
+
+        downgrade(directory=directory, revision="0007")
+        assert _structure()["alerts"] == before["alerts"]
+        assert "retention_days" not in [c["name"] for c in inspect(db.engine).get_columns("xmon_settings")]
+        db.session.remove()
+        db.engine.dispose()

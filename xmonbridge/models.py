@@ -160,6 +160,11 @@ ACK_MODES = {
 # B8 defaults: calls to one number per 15 minutes and per hour.
 DEFAULT_CALLS_PER_15MIN = 6
 DEFAULT_CALLS_PER_HOUR = 20
+# Retention of alerts, calls and ログ rows, in days.
+DEFAULT_RETENTION_DAYS = 400
+# The heartbeat's thresholds, in minutes.
+DEFAULT_HEARTBEAT_DISPATCHER_MINUTES = 10
+DEFAULT_HEARTBEAT_TWILIO_MINUTES = 30
 
 
 class XmonSettings(db.Model):
@@ -180,6 +185,22 @@ class XmonSettings(db.Model):
     # B8: calls to one destination number at most this many per 15 minutes and per hour.
     calls_per_15min: Mapped[int] = mapped_column(default=DEFAULT_CALLS_PER_15MIN, server_default=str(DEFAULT_CALLS_PER_15MIN))
     calls_per_hour: Mapped[int] = mapped_column(default=DEFAULT_CALLS_PER_HOUR, server_default=str(DEFAULT_CALLS_PER_HOUR))
+    # Alerts, notifications, calls and ログ rows older than this many days are deleted.
+    retention_days: Mapped[int] = mapped_column(default=DEFAULT_RETENTION_DAYS, server_default=str(DEFAULT_RETENTION_DAYS))
+    # The optional heartbeat: text this user through this SMS setting's account and sender
+    # when the dispatcher has not run for heartbeat_dispatcher_minutes, or Twilio has refused
+    # every request for heartbeat_twilio_minutes (None: off).
+    heartbeat_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    heartbeat_sms_setting_id: Mapped[int | None] = mapped_column(ForeignKey("sms_settings.id", ondelete="SET NULL"))
+    heartbeat_dispatcher_minutes: Mapped[int] = mapped_column(
+        default=DEFAULT_HEARTBEAT_DISPATCHER_MINUTES, server_default=str(DEFAULT_HEARTBEAT_DISPATCHER_MINUTES)
+    )
+    heartbeat_twilio_minutes: Mapped[int] = mapped_column(
+        default=DEFAULT_HEARTBEAT_TWILIO_MINUTES, server_default=str(DEFAULT_HEARTBEAT_TWILIO_MINUTES)
+    )
+    # When the heartbeat last texted about each problem (so it texts once per outage).
+    heartbeat_dispatcher_sent_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_twilio_sent_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property
@@ -208,6 +229,9 @@ class XmonSettings(db.Model):
             ack_http_url="",
             calls_per_15min=DEFAULT_CALLS_PER_15MIN,
             calls_per_hour=DEFAULT_CALLS_PER_HOUR,
+            retention_days=DEFAULT_RETENTION_DAYS,
+            heartbeat_dispatcher_minutes=DEFAULT_HEARTBEAT_DISPATCHER_MINUTES,
+            heartbeat_twilio_minutes=DEFAULT_HEARTBEAT_TWILIO_MINUTES,
         )
 
     @classmethod
@@ -344,6 +368,7 @@ class RequestLog(db.Model):
     """One request xmonbridge made to Twilio (R13); never holds a secret."""
 
     __tablename__ = "request_logs"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Used by the ログ screen's period filter and newest-first order.
@@ -387,6 +412,7 @@ class SimulatedMessage(db.Model):
     """A call or SMS the built-in simulator "placed" in simulate mode."""
 
     __tablename__ = "simulated_messages"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -636,6 +662,7 @@ class AlertRecord(db.Model):
         Index("ix_alerts_problem", "host", "service", "correlation_id"),
         Index("ix_alerts_problem_alert_id", "problem_alert_id"),
         Index("ix_alerts_setting", "setting_type", "setting_id"),
+        NEVER_REUSED,
     )
 
     @property
@@ -726,6 +753,7 @@ class Notification(db.Model):
             sqlite_where=sql_text("status = 'active' AND setting_type = 'button_call'"),
             postgresql_where=sql_text("status = 'active' AND setting_type = 'button_call'"),
         ),
+        NEVER_REUSED,
     )
 
 
@@ -775,6 +803,7 @@ class Delivery(db.Model):
         Index("ix_deliveries_queue", "status", "next_at"),
         Index("ix_deliveries_check", "check_at"),
         Index("ix_deliveries_to_number", "to_number"),
+        NEVER_REUSED,
     )
 
 
@@ -799,6 +828,7 @@ class Attempt(db.Model):
     """One try of a delivery: one create request to Twilio (or its look-up)."""
 
     __tablename__ = "attempts"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
@@ -878,7 +908,7 @@ class Acknowledgement(db.Model):
     done_at: Mapped[datetime | None] = mapped_column()
 
     # Used by the dispatcher's ack queue.
-    __table_args__ = (Index("ix_acknowledgements_queue", "status", "next_at"),)
+    __table_args__ = (Index("ix_acknowledgements_queue", "status", "next_at"), NEVER_REUSED)
 
 
 class DispatcherLease(db.Model):
