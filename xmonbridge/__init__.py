@@ -78,6 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .logs import bp as logs_bp
     from .message_templates import bp as message_templates_bp
     from .notify_settings import simple_bp, sms_bp
+    from .phone_sim import bp as phone_sim_bp
     from .twilio_accounts import bp as twilio_accounts_bp
     from .users import bp as users_bp
     from .webhooks import bp as webhooks_bp
@@ -86,7 +87,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     blueprints += (api_bp, incidents_bp, webhooks_bp, api_tokens_bp)
     blueprints += (button_calls_bp, message_templates_bp, healthz_bp)
-    blueprints += (heartbeat_settings_bp,)
+    blueprints += (heartbeat_settings_bp, phone_sim_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 
