@@ -1,4 +1,4 @@
-"""The `xmonbridge` console script: init, create-user, serve, notify, check (plus Flask's own commands)."""
+"""The `xmonbridge` console script: init, create-user, serve, notify, check, heartbeat (plus Flask's own commands)."""
 
 from __future__ import annotations
 
@@ -153,8 +153,6 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve xmonbridge with gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
 
-    from .dispatch import runner as dispatch_runner
-
     # A fresh app: FlaskGroup keeps an app context of the one it loaded pushed while the
     # command runs, and gunicorn's forked workers would share its flask.g between requests.
     app = _create_app()
@@ -174,14 +172,41 @@ def serve_command(host: str, port: int, workers: int) -> None:
             # The access log must not hold the secret part of status callback URLs.
             self.cfg.set("logger_class", "xmonbridge.access_log.RedactingLogger")
             # Every worker runs a dispatcher thread; the lease lets one of them lead.
-            self.cfg.set("post_worker_init", lambda _worker: dispatch_runner.start(app))
-            self.cfg.set("worker_exit", lambda _server, _worker: dispatch_runner.stop())
+            self.cfg.set("post_worker_init", lambda _worker: _start_threads(app))
+            self.cfg.set("worker_exit", lambda _server, _worker: _stop_threads())
 
         def load(self) -> Flask:
             return app
 
     click.echo(f"xmonbridge on http://{host}:{port} (TWILIO_MODE={app.config['TWILIO_MODE']})")
     Server().run()
+
+
+def _start_threads(app: Flask) -> None:
+    """Start a worker's dispatcher and, apart from it, the heartbeat's watchdog."""
+    from . import watchdog
+    from .dispatch import runner as dispatch_runner
+
+    dispatch_runner.start(app)
+    watchdog.start(app)
+
+
+def _stop_threads() -> None:
+    from . import watchdog
+    from .dispatch import runner as dispatch_runner
+
+    watchdog.stop()
+    dispatch_runner.stop()
+
+
+@click.command("heartbeat")
+@readiness.ready
+def heartbeat_command() -> None:
+    """Check once whether the dispatcher or Twilio is down and text the ハートビート通知 user (for cron or a timer)."""
+    from . import heartbeat
+
+    result = heartbeat.check()
+    click.echo(result.summary())
 
 
 @click.command(
@@ -215,7 +240,8 @@ def check_command(args: tuple[str, ...]) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app (and so on `flask --app xmonbridge`)."""
-    for command in (init_command, create_user_command, unlock_command, serve_command, notify_command, check_command):
+    commands = (init_command, create_user_command, unlock_command, serve_command, notify_command, check_command)
+    for command in (*commands, heartbeat_command):
         app.cli.add_command(command)
 
 
