@@ -68,7 +68,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, fake_twilio_server: Any
     env = unit_environment()
     config = {k.removeprefix("XMONBRIDGE_"): v for k, v in env.items() if k.startswith("XMONBRIDGE_") and k != "XMONBRIDGE_INSTANCE"}
     root = tmp_path_factory.mktemp("proxied")
-    server = RealServer(root, mode=env["TWILIO_MODE"], api_base=fake_twilio_server.base_url, **config)
+    server = RealServer(root, mode="live", api_base=fake_twilio_server.base_url, **config)
     with server.app_context():
         make_user(login="admin", is_admin=True, is_approver=True, password=PASSWORD)
         account = make_twilio_account(cps=10)
