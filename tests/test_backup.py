@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.factories import AUTH_TOKEN, make_recipient, make_simple_call_setting, make_sms_setting, make_twilio_account
-from tests.instance_cli import Instance
+from tests.instance_cli import Instance, initialised
 from tests.real_server import RealServer, wait_for
 
 PHONES = ["+819001230001", "+819001230002", "+819001230003"]
@@ -131,9 +131,8 @@ def test_backup_while_the_dispatcher_writes_restores_every_acknowledged_alert(tm
     assert [a["auth_token"] for a in exported["twilio_accounts"]] == [AUTH_TOKEN]
 
 
-def test_the_archive_is_private_from_the_start_and_never_overwrites(tmp_path: Path) -> None:
-    instance = Instance(tmp_path / "instance")
-    instance.ok("init")
+def test_the_archive_is_private_from_the_start_and_never_overwrites(tmp_path: Path, migrated_db: Path) -> None:
+    instance = initialised(tmp_path / "instance", migrated_db)
     archive = tmp_path / "backup.tar.gz"
     # Even with a umask that would leave a new file world-readable.
     made = instance.run("backup", str(archive), umask=0)
@@ -150,9 +149,8 @@ def test_the_archive_is_private_from_the_start_and_never_overwrites(tmp_path: Pa
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no leftover copy
 
 
-def test_restore_refuses_a_folder_that_is_not_empty_and_changes_nothing(tmp_path: Path) -> None:
-    source = Instance(tmp_path / "source")
-    source.ok("init")
+def test_restore_refuses_a_folder_that_is_not_empty_and_changes_nothing(tmp_path: Path, migrated_db: Path) -> None:
+    source = initialised(tmp_path / "source", migrated_db)
     archive = tmp_path / "backup.tar.gz"
     source.ok("backup", str(archive))
     target = Instance(tmp_path / "target")
@@ -181,9 +179,8 @@ def _repacked(archive: Path, dest: Path, change: Any) -> Path:
     return dest
 
 
-def test_restore_refuses_an_archive_that_fails_its_checks_and_creates_nothing(tmp_path: Path) -> None:
-    source = Instance(tmp_path / "source")
-    source.ok("init")
+def test_restore_refuses_an_archive_that_fails_its_checks_and_creates_nothing(tmp_path: Path, migrated_db: Path) -> None:
+    source = initialised(tmp_path / "source", migrated_db)
     archive = tmp_path / "backup.tar.gz"
     source.ok("backup", str(archive))
 

@@ -174,7 +174,8 @@ def _duplicate(seen: set[str], key: str, where: str, problems: list[str]) -> boo
 
 def _users(records: list[dict[str, Any]], existing: dict[str, User], problems: list[str]) -> list[dict[str, Any]]:
     """Users as the ユーザ管理 form accepts them; a new user may have no password here."""
-    users, seen = [], set()
+    users: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for record in records:
         where = f"ユーザ「{record['login']}」"
         if _duplicate(seen, record["login"], where, problems):
@@ -207,7 +208,9 @@ def _users(records: list[dict[str, Any]], existing: dict[str, User], problems: l
 
 def _accounts(records: list[dict[str, Any]], problems: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Accounts as the Twilio アカウント情報 form accepts them; tokens come back encrypted."""
-    accounts, tokens, seen = [], {}, set()
+    accounts: list[dict[str, Any]] = []
+    tokens: dict[str, str] = {}
+    seen: set[str] = set()
     for record in records:
         where = f"Twilio アカウント情報「{record['name']}」"
         if _duplicate(seen, record["name"], where, problems):
@@ -267,7 +270,8 @@ def _settings(
     user_ids = {login: index for index, login in enumerate(phones, start=1)}
     account_names = {index: name for name, index in account_ids.items()}
     logins = {index: login for login, index in user_ids.items()}
-    settings, seen = [], set()
+    settings: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for record in records:
         where = f"{label}「{record['name']}」"
         if _duplicate(seen, record["name"], where, problems):
@@ -356,7 +360,8 @@ def _templates(
 ) -> list[dict[str, Any]]:
     """Message templates as the メッセージテンプレート form accepts them."""
     imported = {record["login"]: record for record in users}
-    templates, seen = [], set()
+    templates: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for record in records:
         login = record["user"]
         where = f"メッセージテンプレート「{login}」"
@@ -520,7 +525,8 @@ def _setting_line(templates: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
         key = record.get("message_template")
         message = f"、{labels.get(key, key)}" if key else ""
         recipients = "・".join(record["recipients"])
-        return f"{mode}{record['name']}: {record['account']}、From {record['from_number']}、宛先 {recipients}{message}"
+        sender = phone.display(record["from_number"]) if record["from_number"].startswith("+") else record["from_number"]
+        return f"{mode}{record['name']}: {record['account']}、From {sender}、宛先 {recipients}{message}"
 
     return line
 
