@@ -232,7 +232,7 @@ def read(text: str) -> dict[str, Any]:
         )
     if document.get("digest") != digest_of(document):
         raise Refused(
-            [f"it was changed after it was exported (its digest does not match its content): "
+            ["it was changed after it was exported (its digest does not match its content): "
              "export it again from the original instance and import that file unchanged."]
         )
     problems = _shape_problems(document)
