@@ -144,6 +144,14 @@ def test_thresholds_raise_the_state() -> None:
     lease = {"holder": "box1:1:ab", "heartbeat_age": 45, "running": True}
     state, summary, _ = check_command.evaluate(_report(dispatcher=lease), _args())
     assert (state, summary) == (1, "dispatcher lease last renewed 45s ago")
+    # A wait the server already names is said once.
+    server = "3 delivery(ies) waiting, oldest for 200s"
+    state, summary, _ = check_command.evaluate(_report(status="warning", reasons=[server], oldest_waiting=waiting), _args())
+    assert (state, summary) == (1, server)
+    state, summary, _ = check_command.evaluate(
+        _report(status="warning", reasons=[server], oldest_waiting=waiting), _args(waiting_critical=150)
+    )
+    assert (state, summary) == (2, server)
     # The server's own warnings come through, one line, no "|".
     state, summary, _ = check_command.evaluate(_report(status="warning", reasons=["X-MON URL is not set |\nx"]), _args())
     assert (state, summary) == (1, "X-MON URL is not set / x")

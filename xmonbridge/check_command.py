@@ -111,7 +111,8 @@ def evaluate(body: Any, args: argparse.Namespace) -> tuple[int, str, str]:
         reasons.append(f"dispatcher lease last renewed {lease_age}s ago")
     state = max(state, level)
     level = _level(waiting_age, args.waiting_warning, args.waiting_critical)
-    if level:
+    # The server names a delivery waiting too long itself; say it once.
+    if level and not any("waiting" in reason for reason in reasons):
         reasons.append(f"oldest delivery waiting {waiting_age}s")
     state = max(state, level)
 
