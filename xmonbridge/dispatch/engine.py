@@ -35,7 +35,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from .. import telephony
+from .. import retention, telephony
 from ..calls import flow
 from ..extensions import db
 from ..models import (
@@ -180,6 +180,7 @@ class Dispatcher:
         self.stopping = stopping
         self._renewed_at: datetime | None = None
         self._pruned_at: datetime | None = None
+        self.retention = retention.Schedule()
 
     # --- the pass ---
 
@@ -198,6 +199,9 @@ class Dispatcher:
                 next_due = min(next_due or ack_due, ack_due)
             self._close_finished(self.clock.now())
             self._prune_dedupe(self.clock.now())
+            if next_due is None or next_due > self.clock.now():
+                # Idle: old alerts, calls and ログ rows go, a few small batches at a time.
+                self.retention.run(self.clock.now(), keep_going=lambda: not self.stopping() and self.leads())
         finally:
             db.session.rollback()
         wait = (next_due - self.clock.now()).total_seconds() if next_due else self.timing.poll
