@@ -130,7 +130,6 @@ def fill(path: Path, rows: int, span_days: int) -> float:
             f"'SM' || printf('%032x', i), 'AC' || printf('%032x', 1), '+815012340001', '+819001230001', '', "
             f"'【障害】web-server HTTP CRITICAL', NULL, 'delivered' FROM seq"
         )
-    con.execute("ANALYZE")
     con.close()
     return time.perf_counter() - started
 
@@ -223,9 +222,10 @@ def prune(server: RealServer, keep_days: int) -> tuple[float, int, int, float, d
         passes = batches = 0
         longest = 0.0
         deleted: dict[str, int] = {}
+        limits: dict[str, int] = {}
         more = True
         while more:
-            report = retention.prune(utcnow(), max_seconds=retention.PASS_SECONDS)
+            report = retention.prune(utcnow(), max_seconds=retention.PASS_SECONDS, limits=limits)
             passes += 1
             batches += report.batches
             longest = max(longest, report.longest)

@@ -2,7 +2,8 @@
 
 No request code: the dispatcher calls `Schedule.run()` from its idle time (dispatch/engine.py),
 the leader only. Each batch is one DELETE of at most a few hundred rows in a transaction of its
-own, committed at once, so webhooks and intake (which write in between) never wait long.
+own, committed at once, so webhooks and intake (which write in between) never wait long; the
+batch size adapts so that a batch takes about BATCH_SECONDS.
 
 What goes, oldest first:
 
@@ -49,10 +50,14 @@ from .models import (
     XmonSettings,
 )
 
-# Rows per DELETE: ログ and simulated messages; alerts (each takes its notifications,
-# deliveries and attempts along, typically five to ten rows).
+# Rows per DELETE at most: ログ and simulated messages; alerts (each takes its notifications,
+# deliveries and attempts along, typically five to ten rows). A batch starts smaller and
+# grows while it stays well under BATCH_SECONDS, and shrinks when it takes longer: how long
+# a row takes depends on the database and on the indexes behind its foreign keys.
 BATCH = 500
-ALERT_BATCH = 100
+ALERT_BATCH = 200
+FIRST_BATCH = 1
+BATCH_SECONDS = 0.05
 # The dispatcher's share: at most this many batches and this many seconds per idle pass,
 # once a minute, or every few seconds while old rows are left (a backlog after the period
 # was shortened, or a first run on a year of data).
@@ -65,6 +70,15 @@ BACKLOG_EVERY = timedelta(seconds=5)
 def cutoff(now: datetime, days: int) -> datetime:
     """The moment before which rows are deleted."""
     return now - timedelta(days=days)
+
+
+def next_limit(limit: int, most: int, seconds: float) -> int:
+    """The next batch size after one of limit rows took seconds: about BATCH_SECONDS' worth."""
+    if seconds > 2 * BATCH_SECONDS:
+        return max(1, int(limit * BATCH_SECONDS / seconds))
+    if seconds < BATCH_SECONDS / 2:
+        return min(most, limit * 2)
+    return limit
 
 
 def _old_logs(before: datetime, limit: int) -> Delete:
@@ -113,7 +127,7 @@ def _old_alerts(before: datetime, limit: int) -> Delete:
     return delete(AlertRecord).where(AlertRecord.id.in_(oldest.scalar_subquery()))
 
 
-# (name reported, statement builder, rows per batch), in the order each pass takes them.
+# (name reported, statement builder, most rows per batch), in the order each pass takes them.
 KINDS: tuple[tuple[str, Callable[[datetime, int], Delete], int], ...] = (
     ("request_logs", _old_logs, BATCH),
     ("alerts", _old_alerts, ALERT_BATCH),
@@ -140,12 +154,15 @@ def prune(
     max_batches: int = PASS_BATCHES,
     max_seconds: float | None = None,
     keep_going: Callable[[], bool] = lambda: True,
+    limits: dict[str, int] | None = None,
 ) -> Report:
     """Delete up to max_batches batches of rows older than the period, committing each.
 
     1. Read the period (X-MON 設定) unless days is given; the cutoff is now minus that.
     2. Take the kinds in turn (ログ, alerts, simulated messages), one batch each round, so a
        backlog of one does not hold the others back; a kind whose batch was not full is done.
+       Batch sizes come from limits (kind → rows, FIRST_BATCH when absent) and are adjusted
+       there after each batch (next_limit), so a caller that keeps the dict keeps the sizes.
     3. Stop after max_batches, after max_seconds, or when keep_going() says so (the
        dispatcher lost its lease or is stopping).
     """
@@ -153,6 +170,7 @@ def prune(
         days = XmonSettings.get().retention_days
         db.session.rollback()
     before = cutoff(now, days)
+    limits = {} if limits is None else limits
     report = Report()
     started = time.monotonic()
     pending = list(KINDS)
@@ -162,15 +180,19 @@ def prune(
             if report.batches >= max_batches or out_of_time or not keep_going():
                 report.more = True
                 return report
-            name, statement, limit = kind
+            name, statement, most = kind
+            limit = min(limits.get(name, FIRST_BATCH), most)
             batch_started = time.monotonic()
             deleted = db.session.execute(statement(before, limit).execution_options(synchronize_session=False)).rowcount
             db.session.commit()
-            report.longest = max(report.longest, time.monotonic() - batch_started)
+            seconds = time.monotonic() - batch_started
+            report.longest = max(report.longest, seconds)
             report.batches += 1
             report.deleted[name] = report.deleted.get(name, 0) + deleted
             if deleted < limit:
                 pending.remove(kind)
+            else:
+                limits[name] = next_limit(limit, most, seconds)
     report.more = False
     return report
 
@@ -180,6 +202,8 @@ class Schedule:
 
     def __init__(self) -> None:
         self.next_at: datetime | None = None
+        # Batch sizes learnt in earlier passes (prune's limits).
+        self.limits: dict[str, int] = {}
 
     def run(self, now: datetime, keep_going: Callable[[], bool]) -> Report | None:
         """Prune a pass's share if it is time; None if it was not."""
@@ -187,7 +211,7 @@ class Schedule:
             return None
         # Set first: a pass that fails (database busy) is not retried before the next minute.
         self.next_at = now + EVERY
-        report = prune(now, max_seconds=PASS_SECONDS, keep_going=keep_going)
+        report = prune(now, max_seconds=PASS_SECONDS, keep_going=keep_going, limits=self.limits)
         if report.more:
             self.next_at = now + BACKLOG_EVERY
         return report
