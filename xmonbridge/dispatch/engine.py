@@ -199,7 +199,7 @@ class Dispatcher:
                 next_due = min(next_due or ack_due, ack_due)
             self._close_finished(self.clock.now())
             self._prune_dedupe(self.clock.now())
-            if next_due is None or next_due > self.clock.now():
+            if next_due is None or (next_due - self.clock.now()).total_seconds() > retention.PASS_SECONDS:
                 # Idle: old alerts, calls and ログ rows go, a few small batches at a time.
                 self.retention.run(self.clock.now(), keep_going=lambda: not self.stopping() and self.leads())
         finally:
