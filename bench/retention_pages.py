@@ -10,13 +10,20 @@ spread evenly over SPAN days up to now. Each page is fetched REPEAT times by a l
 administrator after one warm-up, and the median is printed for both databases: the first page,
 filtered pages, a deep page and a detail page.
 
-Then retention is set to half the span and `retention.prune()` runs in this process one batch
-at a time until nothing old is left: the time it took, the batches, and the longest batch (the
-longest a writer could have waited for one).
+Then retention is set to half the span and `retention.prune()` runs in this process in passes
+as the idle dispatcher runs it (a few batches, at most PASS_SECONDS), back to back, until
+nothing old is left or --prune-for seconds have passed: the time, the passes and batches, the
+longest batch, and the commit times of a writer that inserts a ログ row every 10 ms meanwhile
+(on its own connection, as a webhook would).
+
+--proposed-indexes adds PROPOSED_INDEXES (not in the schema yet) to both databases first: the
+setting and kind filters then need no sort, and deleting an alert no longer reads
+call_announcements and acknowledgements whole.
 
 Target (issue 9): every page under 0.25 s with a million rows.
 
-    .venv/bin/python bench/retention_pages.py [--rows 1000000] [--span 800] [--repeat 5] [--keep]
+    .venv/bin/python bench/retention_pages.py [--rows 1000000] [--span 800] [--repeat 5]
+        [--proposed-indexes] [--prune-for 600] [--no-prune] [--keep]
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import shutil
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from _common import RealServer
-from tests.factories import PASSWORD, make_user
+from _common import RealServer, percentile
+from tests.factories import PASSWORD, make_twilio_account, make_user
 
 TARGET = 0.25
 # The baseline database: one page of each table.
@@ -193,23 +201,76 @@ def pages(rows: int) -> list[tuple[str, str, str]]:
     ]
 
 
+class Writer(threading.Thread):
+    """Inserts a ログ row every EVERY seconds on its own connection, timing each commit."""
+
+    EVERY = 0.01
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.waits: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        con = sqlite3.connect(self.path, isolation_level=None)
+        con.execute("PRAGMA busy_timeout=5000")
+        while not self.stopping.wait(self.EVERY):
+            started = time.perf_counter()
+            con.execute(
+                "INSERT INTO request_logs (created_at, kind, account_name, setting_type, setting_name, destination, "
+                "from_number, sid, error_message, duration_ms, success, simulated, request_summary) VALUES "
+                "(strftime('%Y-%m-%d %H:%M:%f000', 'now'), 'status_callback', '', '', '', '', '', '', '', 0, 1, 0, '{}')"
+            )
+            self.waits.append(time.perf_counter() - started)
+        con.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
 def retention_pass() -> str:
     from xmonbridge import retention
 
     return f"{retention.PASS_BATCHES} batches / {retention.PASS_SECONDS * 1000:.0f} ms"
 
 
+# Indexes the pages and pruning need beyond migration 0008 (--proposed-indexes adds them).
+PROPOSED_INDEXES = (
+    "DROP INDEX ix_request_logs_kind",
+    "CREATE INDEX ix_request_logs_kind ON request_logs (kind, created_at)",
+    "DROP INDEX ix_alerts_setting",
+    "CREATE INDEX ix_alerts_setting ON alerts (setting_type, setting_id, received_at)",
+    "CREATE INDEX ix_call_announcements_alert_id ON call_announcements (alert_id)",
+    "CREATE INDEX ix_acknowledgements_alert_id ON acknowledgements (alert_id)",
+    "CREATE INDEX ix_acknowledgements_attempt_id ON acknowledgements (attempt_id)",
+)
+
+
+def add_indexes(path: Path) -> None:
+    con = sqlite3.connect(path)
+    with con:
+        for statement in PROPOSED_INDEXES:
+            con.execute(statement)
+    con.close()
+
+
 def serve(root: Path) -> RealServer:
     server = RealServer(root, mode="simulate", DISPATCHER_ENABLED="false")
     with server.app_context():
         make_user(login="admin", is_admin=True, is_approver=True)
+        # The ログ filter offers the accounts' names.
+        for name in ACCOUNTS:
+            make_twilio_account(name=name)
     return server
 
 
-def prune(server: RealServer, keep_days: int) -> tuple[float, int, int, float, dict[str, int]]:
+def prune(server: RealServer, keep_days: int, seconds: float) -> tuple[float, bool, int, int, float, dict[str, int]]:
     """Prune in passes as the idle dispatcher does, back to back, until nothing old is left.
 
-    Returns (seconds, passes, batches, longest batch, rows deleted per kind).
+    Returns (seconds, finished, passes, batches, longest batch, rows deleted per kind); gives up
+    after `seconds`.
     """
     from xmonbridge import retention
     from xmonbridge.extensions import db
@@ -224,7 +285,7 @@ def prune(server: RealServer, keep_days: int) -> tuple[float, int, int, float, d
         deleted: dict[str, int] = {}
         limits: dict[str, int] = {}
         more = True
-        while more:
+        while more and time.perf_counter() - started < seconds:
             report = retention.prune(utcnow(), max_seconds=retention.PASS_SECONDS, limits=limits)
             passes += 1
             batches += report.batches
@@ -232,7 +293,7 @@ def prune(server: RealServer, keep_days: int) -> tuple[float, int, int, float, d
             for kind, count in report.deleted.items():
                 deleted[kind] = deleted.get(kind, 0) + count
             more = report.more
-        return time.perf_counter() - started, passes, batches, longest, deleted
+        return time.perf_counter() - started, not more, passes, batches, longest, deleted
 
 
 def main() -> None:
@@ -242,6 +303,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the instance folders")
     parser.add_argument("--no-prune", action="store_true", help="time the pages only")
+    parser.add_argument("--prune-for", type=float, default=600, help="give pruning up to this many seconds")
+    parser.add_argument("--proposed-indexes", action="store_true", help="add PROPOSED_INDEXES to both databases first")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="xmonbridge-bench-retention-"))
     empty, full = serve(root / "empty"), serve(root / "full")
@@ -250,7 +313,12 @@ def main() -> None:
     print(f"filling {args.rows:,} rows per table over {args.span} days …", flush=True)
     seconds = fill(full.instance / "xmonbridge.sqlite", args.rows, args.span)
     size = (full.instance / "xmonbridge.sqlite").stat().st_size / 2**20
-    print(f"filled in {seconds:.0f} s ({size:,.0f} MiB)\n", flush=True)
+    print(f"filled in {seconds:.0f} s ({size:,.0f} MiB)", flush=True)
+    if args.proposed_indexes:
+        for server in (empty, full):
+            add_indexes(server.instance / "xmonbridge.sqlite")
+        print("with the proposed indexes: " + "; ".join(s for s in PROPOSED_INDEXES if s.startswith("CREATE")))
+    print()
     results = []
     for server in (empty, full):
         server.start(workers=2)
@@ -269,21 +337,33 @@ def main() -> None:
     finally:
         for server in (empty, full):
             server.stop()
-    keep = args.span // 2
-    if args.no_prune:
-        print(f"instances in {root}")
-        return
-    seconds, passes, batches, longest, deleted = prune(full, keep)
-    print(
-        f"\npruning rows older than {keep} days: {seconds:.1f} s in {passes} passes of at most "
-        f"{retention_pass()}, {batches} batches, longest batch {longest * 1000:.0f} ms; deleted "
-        + ", ".join(f"{kind} {count:,}" for kind, count in deleted.items())
-        + " (each alert with its notification, delivery, attempt and what hangs on them)"
-    )
+    if not args.no_prune:
+        report_pruning(full, args.span // 2, args.prune_for)
     if args.keep:
         print(f"instances kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def report_pruning(full: RealServer, keep: int, prune_for: float) -> None:
+    writer = Writer(full.instance / "xmonbridge.sqlite")
+    writer.start()
+    try:
+        seconds, finished, passes, batches, longest, deleted = prune(full, keep, prune_for)
+    finally:
+        writer.stop()
+    print(
+        f"\npruning rows older than {keep} days: {'done in' if finished else 'stopped after'} {seconds:.1f} s, "
+        f"{passes} passes of at most "
+        f"{retention_pass()}, {batches} batches, longest batch {longest * 1000:.0f} ms; deleted "
+        + ", ".join(f"{kind} {count:,}" for kind, count in deleted.items())
+        + " (each alert with its notification, delivery, attempt and what hangs on them)"
+    )
+    print(
+        f"a writer inserting a ログ row every {Writer.EVERY * 1000:.0f} ms meanwhile: {len(writer.waits):,} inserts, "
+        f"p50 {percentile(writer.waits, 50) * 1000:.1f} ms, p99 {percentile(writer.waits, 99) * 1000:.1f} ms, "
+        f"max {max(writer.waits, default=0) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
