@@ -68,7 +68,7 @@ def paginate(stmt: Select[Any], page: int, per_page: int) -> Page:
     items = list(db.session.scalars(stmt.limit(per_page).offset(offset)))
     limit = offset + COUNT_AHEAD + 1
     # Only the FROM and WHERE of stmt: no ORDER BY, no columns, so an index can answer alone.
-    rows = select(literal_column("1")).select_from(*stmt.get_final_froms())
+    rows: Select[Any] = select(literal_column("1")).select_from(*stmt.get_final_froms())
     if stmt.whereclause is not None:
         rows = rows.where(stmt.whereclause)
     counted = db.session.scalar(select(func.count()).select_from(rows.limit(limit).subquery())) or 0
