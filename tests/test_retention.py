@@ -6,7 +6,7 @@ import random
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
