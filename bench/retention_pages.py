@@ -230,10 +230,16 @@ class Writer(threading.Thread):
         self.join()
 
 
+def _sleep(seconds: float) -> bool:
+    """The pause between batches, as the dispatcher's (never woken here)."""
+    time.sleep(seconds)
+    return False
+
+
 def retention_pass() -> str:
     from xmonbridge import retention
 
-    return f"{retention.PASS_BATCHES} batches / {retention.PASS_SECONDS * 1000:.0f} ms"
+    return f"{retention.PASS_BATCHES} batches / {retention.PASS_SECONDS * 1000:.0f} ms, {retention.BATCH_PAUSE * 1000:.0f} ms apart"
 
 
 # Indexes the pages and pruning need beyond migration 0008 (--proposed-indexes adds them).
@@ -286,7 +292,7 @@ def prune(server: RealServer, keep_days: int, seconds: float) -> tuple[float, bo
         limits: dict[str, int] = {}
         more = True
         while more and time.perf_counter() - started < seconds:
-            report = retention.prune(utcnow(), max_seconds=retention.PASS_SECONDS, limits=limits)
+            report = retention.prune(utcnow(), max_seconds=retention.PASS_SECONDS, limits=limits, pause=_sleep)
             passes += 1
             batches += report.batches
             longest = max(longest, report.longest)
@@ -346,6 +352,8 @@ def main() -> None:
 
 
 def report_pruning(full: RealServer, keep: int, prune_for: float) -> None:
+    from xmonbridge import retention
+
     writer = Writer(full.instance / "xmonbridge.sqlite")
     writer.start()
     try:
@@ -358,6 +366,10 @@ def report_pruning(full: RealServer, keep: int, prune_for: float) -> None:
         f"{retention_pass()}, {batches} batches, longest batch {longest * 1000:.0f} ms; deleted "
         + ", ".join(f"{kind} {count:,}" for kind, count in deleted.items())
         + " (each alert with its notification, delivery, attempt and what hangs on them)"
+    )
+    print(
+        f"at the idle dispatcher's pace (a pass every {retention.BACKLOG_EVERY.total_seconds():.0f} s while a "
+        f"backlog is left) that is {passes * retention.BACKLOG_EVERY.total_seconds() / 3600:.1f} h"
     )
     print(
         f"a writer inserting a ログ row every {Writer.EVERY * 1000:.0f} ms meanwhile: {len(writer.waits):,} inserts, "

@@ -18,6 +18,7 @@ from tests.conftest import AuthActions
 from tests.dispatch_helpers import FakeClock, queue
 from tests.factories import make_recipient, make_sms_setting, make_twilio_account, make_user
 from xmonbridge import retention
+from xmonbridge.dispatch import begin_pass, wake
 from xmonbridge.dispatch.engine import Dispatcher
 from xmonbridge.extensions import db
 from xmonbridge.models import (
@@ -392,30 +393,50 @@ def test_pruning_follows_the_period(app: Flask) -> None:
 # --- the dispatcher ---
 
 
+def _pass(dispatcher: Dispatcher) -> None:
+    """One pass as the runner thread makes it (wake-ups before it are forgotten)."""
+    begin_pass()
+    dispatcher.run_once()
+
+
 def test_the_idle_dispatcher_prunes_every_few_seconds_then_once_a_minute(app: Flask) -> None:
     clock = FakeClock()
     dispatcher = Dispatcher(holder="test-a", clock=clock, rng=random.Random(7))
     old_alerts = [_alert(OLD).id for _ in range(6)]
     old_logs = [_log(OLD).id for _ in range(6)]
-    dispatcher.run_once()
+    _pass(dispatcher)
     # A pass does a few small batches; the next comes soon while old rows are left.
     assert 0 < sum(not _exists(RequestLog, row) for row in old_logs) < len(old_logs)
     for _ in range(20):
         clock.advance(retention.BACKLOG_EVERY.total_seconds())
-        dispatcher.run_once()
+        _pass(dispatcher)
     assert not any(_exists(AlertRecord, row) for row in old_alerts)
     assert not any(_exists(RequestLog, row) for row in old_logs)
 
     # Caught up: a pass a minute later finds nothing, and the next comes a minute after it.
     clock.advance(60)
-    dispatcher.run_once()
+    _pass(dispatcher)
     later = _log(OLD).id
     clock.advance(30)
-    dispatcher.run_once()
+    _pass(dispatcher)
     assert _exists(RequestLog, later)
     clock.advance(31)
-    dispatcher.run_once()
+    _pass(dispatcher)
     assert not _exists(RequestLog, later)
+
+
+def test_an_alert_arriving_ends_the_pruning_pass(app: Flask) -> None:
+    clock = FakeClock()
+    dispatcher = Dispatcher(holder="test-a", clock=clock, rng=random.Random(7))
+    old_logs = [_log(OLD).id for _ in range(3)]
+    begin_pass()
+    wake()  # as intake does once an alert is committed
+    dispatcher.run_once()
+    assert sum(not _exists(RequestLog, row) for row in old_logs) == 1
+    _pass(dispatcher)  # the next pass goes on soon after (a backlog is left)
+    clock.advance(retention.BACKLOG_EVERY.total_seconds())
+    _pass(dispatcher)
+    assert not any(_exists(RequestLog, row) for row in old_logs)
 
 
 def test_only_the_lease_holder_prunes(app: Flask) -> None:

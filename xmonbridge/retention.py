@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Delete, delete, exists, select
+from sqlalchemy import Delete, delete, exists, select, text
 from sqlalchemy.orm import aliased
 
 from .extensions import db
@@ -62,7 +62,10 @@ BATCH_SECONDS = 0.05
 # once a minute, or every few seconds while old rows are left (a backlog after the period
 # was shortened, or a first run on a year of data).
 PASS_BATCHES = 4
-PASS_SECONDS = 0.25
+PASS_SECONDS = 0.5
+# Between two batches of a pass: a writer that waited for one gets the database first (SQLite's
+# busy handler retries every few ms; it would lose the race to a batch that followed at once).
+BATCH_PAUSE = 0.05
 EVERY = timedelta(minutes=1)
 BACKLOG_EVERY = timedelta(seconds=5)
 
@@ -155,6 +158,7 @@ def prune(
     max_seconds: float | None = None,
     keep_going: Callable[[], bool] = lambda: True,
     limits: dict[str, int] | None = None,
+    pause: Callable[[float], bool] | None = None,
 ) -> Report:
     """Delete up to max_batches batches of rows older than the period, committing each.
 
@@ -163,8 +167,12 @@ def prune(
        backlog of one does not hold the others back; a kind whose batch was not full is done.
        Batch sizes come from limits (kind → rows, FIRST_BATCH when absent) and are adjusted
        there after each batch (next_limit), so a caller that keeps the dict keeps the sizes.
-    3. Stop after max_batches, after max_seconds, or when keep_going() says so (the
+    3. After a batch that deleted rows, call pause(BATCH_PAUSE) before the next one; it
+       sleeps, and returns True to stop early (the dispatcher's wake-up: an alert came).
+    4. Stop after max_batches, after max_seconds, or when keep_going() says so (the
        dispatcher lost its lease or is stopping).
+    5. On SQLite, checkpoint the write-ahead log once rows were deleted, so that copying the
+       pages this pass wrote is not left to the next webhook's or alert's commit.
     """
     if days is None:
         days = XmonSettings.get().retention_days
@@ -172,14 +180,37 @@ def prune(
     before = cutoff(now, days)
     limits = {} if limits is None else limits
     report = Report()
+    try:
+        _run_batches(before, report, max_batches, max_seconds, keep_going, limits, pause)
+    finally:
+        if sum(report.deleted.values()) and db.engine.dialect.name == "sqlite":
+            db.session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
+            db.session.rollback()
+    return report
+
+
+def _run_batches(
+    before: datetime,
+    report: Report,
+    max_batches: int,
+    max_seconds: float | None,
+    keep_going: Callable[[], bool],
+    limits: dict[str, int],
+    pause: Callable[[float], bool] | None,
+) -> None:
+    """prune()'s steps 2–4, filling report."""
     started = time.monotonic()
     pending = list(KINDS)
+    deleted = 0
     while pending:
         for kind in list(pending):
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if report.batches >= max_batches or out_of_time or not keep_going():
                 report.more = True
-                return report
+                return
+            if deleted and pause is not None and pause(BATCH_PAUSE):
+                report.more = True
+                return
             name, statement, most = kind
             limit = min(limits.get(name, FIRST_BATCH), most)
             batch_started = time.monotonic()
@@ -194,7 +225,6 @@ def prune(
             else:
                 limits[name] = next_limit(limit, most, seconds)
     report.more = False
-    return report
 
 
 class Schedule:
@@ -205,13 +235,15 @@ class Schedule:
         # Batch sizes learnt in earlier passes (prune's limits).
         self.limits: dict[str, int] = {}
 
-    def run(self, now: datetime, keep_going: Callable[[], bool]) -> Report | None:
-        """Prune a pass's share if it is time; None if it was not."""
+    def run(
+        self, now: datetime, keep_going: Callable[[], bool], pause: Callable[[float], bool] | None = None
+    ) -> Report | None:
+        """Prune a pass's share if it is time; None if it was not (pause: see prune())."""
         if self.next_at is not None and now < self.next_at:
             return None
         # Set first: a pass that fails (database busy) is not retried before the next minute.
         self.next_at = now + EVERY
-        report = prune(now, max_seconds=PASS_SECONDS, keep_going=keep_going, limits=self.limits)
+        report = prune(now, max_seconds=PASS_SECONDS, keep_going=keep_going, limits=self.limits, pause=pause)
         if report.more:
             self.next_at = now + BACKLOG_EVERY
         return report
