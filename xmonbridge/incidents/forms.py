@@ -47,7 +47,9 @@ def _alerted_settings() -> list[tuple[str, int]]:
                     AlertRecord.setting_type == setting_type, AlertRecord.setting_id > setting_id
                 )
             )
-        setting_type = db.session.scalar(select(func.min(AlertRecord.setting_type)).where(AlertRecord.setting_type > setting_type))
+        setting_type = db.session.scalar(
+            select(func.min(AlertRecord.setting_type)).where(AlertRecord.setting_type > setting_type)
+        )
     return found
 
 
