@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from xmonbridge import create_app, readiness
+from xmonbridge import create_app, readiness, watchdog
 from xmonbridge.dispatch import runner as dispatch_runner
 from xmonbridge.config import ConfigError
 
@@ -24,3 +24,6 @@ except (readiness.NotReady, ConfigError) as exc:
 # unless gunicorn runs with --preload; then the thread starts again in each forked worker.
 dispatch_runner.start(app)
 os.register_at_fork(after_in_child=lambda: dispatch_runner.start(app))
+# The heartbeat's watchdog, apart from the dispatcher (xmonbridge/watchdog.py).
+watchdog.start(app)
+os.register_at_fork(after_in_child=lambda: watchdog.start(app))

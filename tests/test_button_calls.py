@@ -821,3 +821,32 @@ def test_a_call_twilio_never_ends_is_settled_after_an_hour(world: World) -> None
     world.run(31)
     world.handset.expect_call(PHONES[0])
     assert world.notification().deliveries[0].attempts[0].end_reason == "lost"
+
+
+def test_a_call_worked_before_its_create_answer_was_recorded_is_settled_by_its_webhook(world: World) -> None:
+    """The process placing the call died during the create: Twilio made the call, no SID was stored.
+
+    The callee answers and presses 2# before any dispatcher has found the call at Twilio; the
+    signed webhook's CallSid settles the attempt, and the call is neither lost nor placed again.
+    """
+    setting = world.setting("rotation", users=world.users[:2])
+    world.alert(setting)
+    world.run()
+    first = world.handset.expect_call(PHONES[0])
+    attempt = world.notification().deliveries[0].attempts[0]
+    # As the dead process left it: in flight, without the SID Twilio's answer carried.
+    attempt.outcome, attempt.sid, attempt.finished_at = "", "", None
+    attempt.delivery.status, attempt.delivery.sid = "sending", ""
+    db.session.commit()
+
+    assert _work(world, first, "2")[-1].says[0] == "次の担当者に通知します。"
+    world.handset.hang_up(first)
+    world.run(world.dispatcher.timing.orphan_after + 1)
+    second = world.handset.expect_call(PHONES[1])
+    world.run(600)
+    world.handset.expect_no_call()  # the first call is not looked up and placed again
+    delivery = world.notification().deliveries[0]
+    assert [(a.sid, a.outcome, a.end_reason, a.final_status) for a in delivery.attempts] == [
+        (first.sid, "adopted", flow.END_KEY_2, "completed")
+    ]
+    assert second.sid != first.sid

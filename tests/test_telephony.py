@@ -156,6 +156,19 @@ def test_an_undecryptable_token_is_reported_not_crashed(live_app: Flask, fake_tw
         telephony.list_numbers(account)
 
 
+def test_an_account_imported_without_its_token_says_to_enter_it(live_app: Flask, fake_twilio: Any) -> None:
+    account = make_twilio_account()
+    # As `xmonbridge import` creates an account exported without --with-secrets.
+    account.auth_token_encrypted = ""
+    db.session.commit()
+    with pytest.raises(telephony.TwilioError, match="AUTH TOKEN が設定されていません") as caught:
+        telephony.place_call(account, to="+819001230001", from_="+815012340001", url=BIN_URL, timeout=45,
+                             context=telephony.LogContext(LOG_TEST_CALL, "simple_call", None, "電話連絡"))
+    assert caught.value.permanent and fake_twilio.calls() == []
+    [row] = _logs()
+    assert not row.success
+
+
 def test_a_refresh_marks_the_account_read_even_without_numbers(live_app: Flask, fake_twilio: Any) -> None:
     account = make_twilio_account()
     assert account.numbers_fetched_at is None

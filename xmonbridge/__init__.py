@@ -73,10 +73,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .auth import bp as auth_bp
     from .button_calls import bp as button_calls_bp
     from .healthz import bp as healthz_bp
+    from .heartbeat_settings import bp as heartbeat_settings_bp
     from .incidents import bp as incidents_bp
     from .logs import bp as logs_bp
     from .message_templates import bp as message_templates_bp
     from .notify_settings import simple_bp, sms_bp
+    from .phone_sim import bp as phone_sim_bp
     from .twilio_accounts import bp as twilio_accounts_bp
     from .users import bp as users_bp
     from .webhooks import bp as webhooks_bp
@@ -85,6 +87,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     blueprints = (auth_bp, xmon_settings_bp, users_bp, twilio_accounts_bp, simple_bp, sms_bp, approvals_bp, logs_bp)
     blueprints += (api_bp, incidents_bp, webhooks_bp, api_tokens_bp)
     blueprints += (button_calls_bp, message_templates_bp, healthz_bp)
+    blueprints += (heartbeat_settings_bp, phone_sim_bp)
     for bp in blueprints:
         app.register_blueprint(bp)
 

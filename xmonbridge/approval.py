@@ -79,6 +79,9 @@ class ConfigKind:
     # URL of the page where a change's object is seen and edited, for the 承認待ち list
     # (called in a request with the PendingChange); None there: no link.
     page_url: Callable[[PendingChange], str | None] | None = None
+    # Apply a 作成 that is more than one row of model (設定の取り込み writes many tables), given
+    # the values and the approver; returns the object whose id the change records, or None.
+    create: Callable[[dict[str, Any], User], Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def values_of(self, obj: Any) -> dict[str, Any]:
@@ -192,7 +195,9 @@ def approve(change: PendingChange, user: User) -> Any:
         reason = kind.check(change.action, obj, values)
         if reason:
             raise ApprovalError(reason)
-    if change.action == ACTION_CREATE:
+    if change.action == ACTION_CREATE and kind.create is not None:
+        obj = kind.create(values, user)
+    elif change.action == ACTION_CREATE:
         obj = kind.model()
         kind.write(obj, values)
         db.session.add(obj)
@@ -205,7 +210,7 @@ def approve(change: PendingChange, user: User) -> Any:
         db.session.flush()
     except IntegrityError as exc:
         raise ApprovalError(f"{kind.label}の制約に反するため、適用できません。") from exc
-    if change.action == ACTION_CREATE:
+    if change.action == ACTION_CREATE and obj is not None:
         change.target_id = obj.id
     return obj
 

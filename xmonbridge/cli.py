@@ -1,8 +1,10 @@
-"""The `xmonbridge` console script: init, create-user, serve, notify, check (plus Flask's own commands)."""
+"""The `xmonbridge` console script: init, create-user, serve, notify, check, heartbeat, backup,
+restore, export, import (plus Flask's own commands)."""
 
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -16,7 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
-from . import create_app, keys, readiness
+from . import approval, backup, config_export, create_app, keys, readiness
+# Imported for its approval kind too: 承認待ち must know 「設定の取り込み」 in every process.
+from . import config_import
 from .auth import throttle
 from .config import ConfigError
 from .extensions import db
@@ -153,8 +157,6 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve xmonbridge with gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
 
-    from .dispatch import runner as dispatch_runner
-
     # A fresh app: FlaskGroup keeps an app context of the one it loaded pushed while the
     # command runs, and gunicorn's forked workers would share its flask.g between requests.
     app = _create_app()
@@ -171,14 +173,41 @@ def serve_command(host: str, port: int, workers: int) -> None:
             # The access log must not hold the secret part of status callback URLs.
             self.cfg.set("logger_class", "xmonbridge.access_log.RedactingLogger")
             # Every worker runs a dispatcher thread; the lease lets one of them lead.
-            self.cfg.set("post_worker_init", lambda _worker: dispatch_runner.start(app))
-            self.cfg.set("worker_exit", lambda _server, _worker: dispatch_runner.stop())
+            self.cfg.set("post_worker_init", lambda _worker: _start_threads(app))
+            self.cfg.set("worker_exit", lambda _server, _worker: _stop_threads())
 
         def load(self) -> Flask:
             return app
 
     click.echo(f"xmonbridge on http://{host}:{port} (TWILIO_MODE={app.config['TWILIO_MODE']})")
     Server().run()
+
+
+def _start_threads(app: Flask) -> None:
+    """Start a worker's dispatcher and, apart from it, the heartbeat's watchdog."""
+    from . import watchdog
+    from .dispatch import runner as dispatch_runner
+
+    dispatch_runner.start(app)
+    watchdog.start(app)
+
+
+def _stop_threads() -> None:
+    from . import watchdog
+    from .dispatch import runner as dispatch_runner
+
+    watchdog.stop()
+    dispatch_runner.stop()
+
+
+@click.command("heartbeat")
+@readiness.ready
+def heartbeat_command() -> None:
+    """Check once whether the dispatcher or Twilio is down and text the ハートビート通知 user (for cron or a timer)."""
+    from . import heartbeat
+
+    result = heartbeat.check()
+    click.echo(result.summary())
 
 
 @click.command(
@@ -210,9 +239,137 @@ def check_command(args: tuple[str, ...]) -> None:
     raise SystemExit(light.main(list(args)))
 
 
+class Refused(readiness.NotReady):
+    """A command that refused its work and changed nothing: `xmonbridge: <reason>` on stderr, exit 1."""
+
+
+@click.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@readiness.ready
+def backup_command(file: Path) -> None:
+    """Write the running database (SQLite's online backup) and the instance keys to FILE.
+
+    FILE is a new tar.gz archive of mode 0600 (an existing file is never overwritten); the
+    service keeps running. With PostgreSQL only the keys are archived: use pg_dump beside it.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        made = backup.backup(app, file)
+    except backup.BackupError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(f"wrote {file} (mode 0600): {', '.join(made.files)}")
+    if made.database == backup.POSTGRESQL:
+        click.echo(backup.PG_DUMP_GUIDE)
+    else:
+        click.echo(f"database copied at schema {made.schema}; PRAGMA integrity_check: ok")
+
+
+@click.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def restore_command(file: Path) -> None:
+    """Put a backup archive made by `xmonbridge backup` back into an empty instance folder.
+
+    A folder with anything in it, or an archive that fails its checks (checksums, PRAGMA
+    integrity_check), is refused and nothing is changed.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        restored = backup.restore(app, file)
+    except backup.BackupError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(f"restored {', '.join(restored.files)} into {restored.folder} (backup of {restored.created_at})")
+    if restored.database == backup.POSTGRESQL:
+        click.echo("This archive holds the keys only: load the database with pg_restore from the pg_dump made beside it.")
+    elif restored.needs_migration:
+        click.echo(f"PRAGMA integrity_check: ok; schema {restored.schema} is older than this version's: run `xmonbridge init` before `xmonbridge serve`.")
+    else:
+        click.echo("PRAGMA integrity_check: ok; start it with `xmonbridge serve`.")
+
+
+@click.command("export")
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Include the AUTH TOKENs and X-MON 設定's 通知先のトークン in clear text (keep the file like a password).",
+)
+@click.argument("file")
+@readiness.ready
+def export_command(with_secrets: bool, file: str) -> None:
+    """Write the configuration as JSON to FILE (a new file of mode 0600) or to standard output (-).
+
+    Users without passwords, Twilio accounts without AUTH TOKENs unless --with-secrets,
+    X-MON 設定, the simple-call, SMS and button-call settings with their recipients, the
+    message templates and the replacement lists; `xmonbridge import` reads it.
+    """
+    try:
+        document = config_export.export(with_secrets)
+        text = config_export.dumps(document)
+        if file == "-":
+            click.echo(text, nl=False)
+            return
+        config_export.write_new(Path(file), text)
+    except config_export.Refused as exc:
+        raise Refused(str(exc)) from None
+    tokens = "with" if with_secrets else "without"
+    click.echo(f"wrote {file} (mode 0600): {_counts(document)}; Twilio accounts {tokens} their AUTH TOKEN")
+
+
+def _counts(document: dict[str, Any]) -> str:
+    """How many of each kind a configuration holds, e.g. "3 users, 1 Twilio account, …"."""
+    kinds = (
+        ("users", "user"),
+        ("twilio_accounts", "Twilio account"),
+        ("simple_call_settings", "simple-call setting"),
+        ("sms_settings", "SMS setting"),
+        ("button_call_settings", "button-call setting"),
+        ("message_templates", "message template"),
+    )
+    parts = [f"{len(document[key])} {noun}{'' if len(document[key]) == 1 else 's'}" for key, noun in kinds]
+    lists = [scope for scope, content in document["replacement_lists"].items() if content]
+    parts.append(f"replacement lists: {', '.join(lists) or 'none'}")
+    return ", ".join(parts)
+
+
+@click.command("import")
+@click.argument("file")
+@click.option("--by", "login", required=True, help="LOGIN of the administrator recorded as requesting the import.")
+@readiness.ready
+def import_command(file: str, login: str) -> None:
+    """Check a configuration export (FILE, or - for standard input) and record it for approval.
+
+    It becomes one 「設定の取り込み」 in 承認待ち; a user with 承認権限 approves it there,
+    which applies it all at once. A file that is not an untouched export of this format, or
+    whose values the screens' forms would refuse, is refused and nothing changes.
+    """
+    by = db.session.scalar(select(User).where(User.login == login))
+    if by is None or not by.is_admin or by.login_disabled:
+        raise Refused(f"--by {login}: name an administrator who may log in (create one with `xmonbridge create-user --admin`).")
+    source = "standard input" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}.") from None
+    try:
+        document = config_export.read(text)
+        change = config_import.request(document, by, "標準入力" if file == "-" else Path(file).name)
+    except (config_export.Refused, approval.ApprovalError) as exc:
+        db.session.rollback()
+        problems = exc.problems if isinstance(exc, config_export.Refused) else [str(exc)]
+        if len(problems) == 1:
+            raise Refused(f"{source} cannot be imported; nothing was changed: {problems[0]}") from None
+        raise Refused("\n  ".join([f"{source} cannot be imported; nothing was changed:", *problems])) from None
+    db.session.commit()
+    click.echo(f"recorded {config_import.LABEL}「{change.target_name}」 (#{change.id}) for approval: {_counts(document)}")
+    click.echo("A user with 承認権限 approves it in Twilio 連携設定 → 承認待ち; then it applies at once.")
+    for line in config_import.after_approval(change.data):
+        click.echo(line)
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on the app (and so on `flask --app xmonbridge`)."""
-    for command in (init_command, create_user_command, unlock_command, serve_command, notify_command, check_command):
+    commands = (init_command, create_user_command, unlock_command, serve_command, notify_command, check_command)
+    for command in (*commands, heartbeat_command, backup_command, restore_command, export_command, import_command):
         app.cli.add_command(command)
 
 

@@ -77,6 +77,9 @@ class Defaults:
     # worked, and when the last request to Twilio failed (no success since) this recently.
     HEALTH_WAITING_WARNING_SECONDS = 120
     HEALTH_TWILIO_ERROR_SECONDS = 3600
+    # Seconds between the heartbeat checks of the watchdog thread in every `serve` worker
+    # (watchdog.py; the texts are set on the ハートビート通知 page). 0 starts no watchdog.
+    HEARTBEAT_CHECK_SECONDS = 30.0
 
 
 # Numbers that must be at least 1 (a zero would lock every login or show empty pages).

@@ -64,6 +64,8 @@ T = TypeVar("T")
 CREATE_KINDS = frozenset({LOG_CALL, LOG_SMS, LOG_TEST_CALL, LOG_TEST_SMS})
 # Key of request_summary saying the text was cut to fit (its length before), shown by the ログ screen.
 SHORTENED_FROM = "shortened_from"
+# An account imported without its AUTH TOKEN (xmonbridge import) until someone enters it.
+NO_AUTH_TOKEN = "AUTH TOKEN が設定されていません。Twilio アカウント情報の編集で AUTH TOKEN を入力してください。"
 
 
 @dataclass(frozen=True)
@@ -323,8 +325,12 @@ def _perform(
         error = exc
         row.http_status, row.error_code, row.error_message = exc.status, exc.code, str(exc)
     except secretbox.SecretError as exc:
-        # The token cannot be decrypted: the instance's fernet.key changed.
-        error = TwilioError("AUTH TOKEN を復号できません。fernet.key を確認してください。", permanent=True)
+        # The token cannot be decrypted: the instance's fernet.key changed, or the account was
+        # imported without its AUTH TOKEN (config_import.py) and nobody has entered it yet.
+        if account.auth_token_encrypted:
+            error = TwilioError("AUTH TOKEN を復号できません。fernet.key を確認してください。", permanent=True)
+        else:
+            error = TwilioError(NO_AUTH_TOKEN, permanent=True)
         row.error_message = str(exc)
     row.duration_ms = int((time.monotonic() - started) * 1000)
     row.simulated = bool(backend and backend.simulated)

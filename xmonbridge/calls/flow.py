@@ -46,6 +46,7 @@ from ..models import (
     NOTIFICATION_DONE,
     NOTIFICATION_FAILED,
     OUTCOME_ADOPTED,
+    OUTCOME_PENDING,
     OUTCOME_PLACED,
     REPLACEMENT_BUTTON,
     SETTING_BUTTON_CALL,
@@ -217,6 +218,47 @@ def _open_call(attempt: Attempt) -> bool:
     """Whether the attempt is its delivery's call in progress (keys may still change things)."""
     delivery = attempt.delivery
     return delivery.status in (DELIVERY_SENDING, DELIVERY_CALLING) and delivery.attempts[-1].id == attempt.id
+
+
+# How long after an adopted call's answer its outcome is read from Twilio if no callback comes.
+ADOPTED_CHECK_SECONDS = 120
+
+
+def adopt(attempt: Attempt, sid: str, now: datetime) -> None:
+    """A signed webhook names the call of an attempt still waiting for its create's answer.
+
+    That answer never comes when the process placing the call died during the request, and
+    the callee may work the call before another dispatcher has found it at Twilio: the
+    webhook's CallSid is then recorded here, so the attempt is settled with its SID and the
+    delivery is in that call. A dispatcher whose answer does come later finds the attempt
+    settled and leaves it.
+    """
+    if attempt.sid or not sid or attempt.outcome != OUTCOME_PENDING:
+        return
+    delivery = attempt.delivery
+    done = db.session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt.id, Attempt.outcome == OUTCOME_PENDING, Attempt.sid == "")
+        .values(sid=sid, outcome=OUTCOME_ADOPTED, finished_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done == 1 and delivery.attempts[-1].id == attempt.id:
+        ring = delivery.notification.ring_seconds or 60
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == DELIVERY_SENDING)
+            .values(
+                status=DELIVERY_CALLING,
+                sid=sid,
+                final_status="",
+                check_at=now + timedelta(seconds=ring + ADOPTED_CHECK_SECONDS),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        log.info("delivery %s: adopted %s named by its webhook", delivery.id, sid)
+    db.session.refresh(attempt)
+    db.session.refresh(delivery)
 
 
 def answer(attempt: Attempt, now: datetime) -> Reply:

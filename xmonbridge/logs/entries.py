@@ -16,6 +16,7 @@ from typing import Any
 
 from ..calls.flow import SETTING_BUTTON_TEST
 from ..dispatch.outcomes import answered_by_label, status_label
+from ..heartbeat import SETTING_HEARTBEAT, SETTING_NAME
 from ..models import (
     ACK_MODES,
     LOG_ACK,
@@ -33,8 +34,8 @@ from ..webhooks.callbacks import CHECK_KEY, RESULT_KEY
 RECEIVED_KINDS = frozenset({LOG_STATUS_CALLBACK, LOG_VOICE, LOG_GATHER, LOG_AMD})
 # Rows of no request at all: no HTTP status, SID or Twilio error.
 LOCAL_KINDS = frozenset({LOG_CALL_LIMIT, LOG_ACK})
-# Notifications that belong to no setting: メッセージテンプレート's テスト通話.
-OTHER_SETTING_TYPES = {SETTING_BUTTON_TEST: "メッセージテンプレート"}
+# Requests that belong to no setting: メッセージテンプレート's テスト通話, the heartbeat's texts.
+OTHER_SETTING_TYPES = {SETTING_BUTTON_TEST: "メッセージテンプレート", SETTING_HEARTBEAT: SETTING_NAME}
 ALL_SETTING_TYPES = {**SETTING_TYPES, **OTHER_SETTING_TYPES}
 NO_KEY = "(入力なし)"
 NO_SINK = "送信先の設定なし"

@@ -77,6 +77,8 @@ def receive(kind: str, token: str, form: Mapping[str, str], signature: str | Non
         return Answer(403)
     summary[CHECK_KEY] = CHECK_OK
     now = utcnow()
+    # The create's answer of this call may have died with the process that placed it.
+    flow.adopt(attempt, sid, now)
     if kind == AMD:
         answered_by = _clip(form.get("AnsweredBy"))
         hang_up = flow.machine(attempt, answered_by)
