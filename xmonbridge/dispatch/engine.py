@@ -35,7 +35,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from .. import telephony
+from .. import retention, telephony
 from ..calls import flow
 from ..extensions import db
 from ..models import (
@@ -83,6 +83,7 @@ from ..models import (
 from ..public_url import amd_url, status_callback_url, voice_url
 from ..filters import jst
 from ..twilio_errors import TwilioError
+from . import wait_for_work
 from .lease import Lease, new_holder_name
 from .outcomes import FINAL_CALL, FINAL_MESSAGE, record_final
 from .pacing import Pacer, backoff
@@ -180,6 +181,7 @@ class Dispatcher:
         self.stopping = stopping
         self._renewed_at: datetime | None = None
         self._pruned_at: datetime | None = None
+        self.retention = retention.Schedule()
 
     # --- the pass ---
 
@@ -198,6 +200,11 @@ class Dispatcher:
                 next_due = min(next_due or ack_due, ack_due)
             self._close_finished(self.clock.now())
             self._prune_dedupe(self.clock.now())
+            if next_due is None or (next_due - self.clock.now()).total_seconds() > retention.PASS_SECONDS:
+                # Idle: old alerts, calls and ログ rows go, a few small batches at a time.
+                self.retention.run(
+                    self.clock.now(), keep_going=lambda: not self.stopping() and self.leads(), pause=wait_for_work
+                )
         finally:
             db.session.rollback()
         wait = (next_due - self.clock.now()).total_seconds() if next_due else self.timing.poll

@@ -28,16 +28,34 @@ def _setting_value(setting_type: str, setting_id: int) -> str:
     return f"{setting_type}:{setting_id}"
 
 
+def _alerted_settings() -> list[tuple[str, int]]:
+    """Every (setting_type, setting_id) alerts were received for, by skipping along ix_alerts_setting.
+
+    One index seek per setting instead of a GROUP BY that reads every alert: the list is built on
+    each インシデント page, and a year of alerts can be a million rows.
+    """
+    found: list[tuple[str, int]] = []
+    setting_type = db.session.scalar(select(func.min(AlertRecord.setting_type)))
+    while setting_type is not None:
+        setting_id = db.session.scalar(
+            select(func.min(AlertRecord.setting_id)).where(AlertRecord.setting_type == setting_type)
+        )
+        while setting_id is not None:
+            found.append((setting_type, setting_id))
+            setting_id = db.session.scalar(
+                select(func.min(AlertRecord.setting_id)).where(
+                    AlertRecord.setting_type == setting_type, AlertRecord.setting_id > setting_id
+                )
+            )
+        setting_type = db.session.scalar(
+            select(func.min(AlertRecord.setting_type)).where(AlertRecord.setting_type > setting_type)
+        )
+    return found
+
+
 def setting_choices() -> list[SelectChoice]:
     """Every setting alerts were received for (kept after a deletion) and every current one."""
     names: dict[tuple[str, int], str] = {}
-    rows = db.session.execute(
-        select(AlertRecord.setting_type, AlertRecord.setting_id, func.max(AlertRecord.setting_name)).group_by(
-            AlertRecord.setting_type, AlertRecord.setting_id
-        )
-    )
-    for setting_type, setting_id, name in rows:
-        names[(setting_type, setting_id)] = name or ""
     current: tuple[tuple[str, type[SimpleCallSetting] | type[SmsSetting] | type[ButtonCallSetting]], ...] = (
         (SETTING_SIMPLE_CALL, SimpleCallSetting),
         (SETTING_BUTTON_CALL, ButtonCallSetting),
@@ -46,6 +64,14 @@ def setting_choices() -> list[SelectChoice]:
     for setting_type, model in current:
         for setting_id, name in db.session.execute(select(model.id, model.name)):
             names[(setting_type, setting_id)] = name
+    for setting_type, setting_id in _alerted_settings():
+        if (setting_type, setting_id) not in names:
+            # A deleted setting: a name it had when one of its alerts came.
+            names[(setting_type, setting_id)] = db.session.scalar(
+                select(AlertRecord.setting_name)
+                .where(AlertRecord.setting_type == setting_type, AlertRecord.setting_id == setting_id)
+                .limit(1)
+            ) or ""
     ordered = sorted(names.items(), key=lambda item: (item[0][0], item[1], item[0][1]))
     return [SelectChoice(_setting_value(t, i), setting_label(t, name)) for (t, i), name in ordered]
 

@@ -13,7 +13,8 @@ from wtforms.validators import Length, Optional, ValidationError
 from ..extensions import db
 from ..filters import JST
 from ..forms import BaseForm, strip
-from ..models import LOG_KINDS, RequestLog, TwilioAccount
+from ..models import LOG_KINDS, STATUS_APPROVED, PendingChange, RequestLog, TwilioAccount
+from ..twilio_accounts.kind import KIND as ACCOUNT_KIND
 
 RESULT_SUCCESS = "success"
 RESULT_FAILURE = "failure"
@@ -35,9 +36,19 @@ def _in_range(_form: Any, field: DateField) -> None:
 
 
 def _account_names() -> list[str]:
-    """Names of accounts in the log (kept after a rename or deletion) and of current accounts."""
-    names = set(db.session.scalars(select(RequestLog.account_name).distinct()))
-    names.update(db.session.scalars(select(TwilioAccount.name)))
+    """Names of current accounts and every name an account had (kept after a rename or deletion).
+
+    Every name went through approval, so the approved changes of accounts hold them all; reading
+    them from the log instead would read every ログ row on each page (no index on the name).
+    """
+    names = set(db.session.scalars(select(TwilioAccount.name)))
+    names.update(
+        db.session.scalars(
+            select(PendingChange.target_name)
+            .where(PendingChange.kind == ACCOUNT_KIND.key, PendingChange.status == STATUS_APPROVED)
+            .distinct()
+        )
+    )
     return sorted(name for name in names if name)
 
 

@@ -7,12 +7,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, render_template, request
-from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, false, select
 
 from ..access import admin_required
 from ..extensions import db
 from ..models import LOG_KINDS, RequestLog, SimulatedMessage
+from ..paging import Page, clamp, paginate
 from ..telephony import CREATE_KINDS, SHORTENED_FROM
 from ..twilio_errors import explain_logged
 from . import bp
@@ -21,19 +21,11 @@ from .forms import LogFilterForm
 from .guide import error_help, kind_help
 
 CHANNELS = {"call": "電話", "sms": "SMS"}
-MAX_PAGE = 1_000_000
 
 
-def _paginate(stmt: Select[Any]) -> Pagination:
+def _paginate(stmt: Select[Any]) -> Page:
     """One page of stmt; a missing or bad ?page= shows the first page, one past the end no rows."""
-    return db.paginate(
-        stmt,
-        # Clamped: a huge ?page= would overflow SQLite's integer offset.
-        page=min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE),
-        per_page=current_app.config["PAGE_SIZE"],
-        max_per_page=None,
-        error_out=False,
-    )
+    return paginate(stmt, clamp(request.args.get("page", 1, type=int)), current_app.config["PAGE_SIZE"])
 
 
 def spoken_message(url: str) -> str:
@@ -106,8 +98,7 @@ def show(log_id: int) -> str:
 @admin_required
 def simulated() -> str:
     """List what simulate mode would have called or sent, most recent first."""
-    pagination = _paginate(
-        select(SimulatedMessage).order_by(SimulatedMessage.created_at.desc(), SimulatedMessage.id.desc())
-    )
+    # Newest first by id (ids follow time and are never reused): the primary key needs no sort.
+    pagination = _paginate(select(SimulatedMessage).order_by(SimulatedMessage.id.desc()))
     rows = [(item, spoken_message(item.url) if item.channel == "call" else item.body) for item in pagination.items]
     return render_template("logs/simulated.html", pagination=pagination, rows=rows, channels=CHANNELS)

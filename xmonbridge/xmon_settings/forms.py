@@ -28,12 +28,16 @@ from ..models import (
     ACK_NONE,
     DEFAULT_CALLS_PER_15MIN,
     DEFAULT_CALLS_PER_HOUR,
+    DEFAULT_RETENTION_DAYS,
     VOICES,
     XmonSettings,
 )
 
 MAX_CALLS_PER_15MIN = 100
 MAX_CALLS_PER_HOUR = 500
+# Retention: at least a month (incidents are looked back on), at most ten years.
+MIN_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 3650
 LIMIT_HELP = (
     "1 つの電話番号に、この件数を超えて発信しません(超えた分は上限に空きができるまで待ちます)。"
     "通知が繰り返されても、通信事業者に迷惑電話と判定されて発信元の番号が止められるのを防ぎます。"
@@ -52,7 +56,7 @@ def _not_blank(form: BaseForm, field: Field) -> None:
 
 
 class XmonSettingsForm(BaseForm):
-    """The public URL Twilio reaches, the voice, where acknowledgements go, per-number limits."""
+    """The public URL Twilio reaches, the voice, where acknowledgements go, per-number limits, retention."""
 
     xmon_url = StringField(
         "X-MON URL",
@@ -118,6 +122,23 @@ class XmonSettingsForm(BaseForm):
         ],
         description=f"{LIMIT_HELP}既定は {DEFAULT_CALLS_PER_HOUR} 件です。15 分あたりの上限以上にしてください。",
     )
+    retention_days = IntegerField(
+        "ログ・インシデントの保存期間(日)",
+        default=DEFAULT_RETENTION_DAYS,
+        validators=[
+            _not_blank,
+            NumberRange(
+                min=MIN_RETENTION_DAYS,
+                max=MAX_RETENTION_DAYS,
+                message=f"{MIN_RETENTION_DAYS} から {MAX_RETENTION_DAYS} までの整数で入力してください。",
+            ),
+        ],
+        description=(
+            "この日数より古いログ、インシデント(アラートと、その発信・SMS の記録)とシミュレーション発信履歴を"
+            "自動的に削除します。処理中の通知と送信待ちの認知済み通知は削除しません。"
+            f"既定は {DEFAULT_RETENTION_DAYS} 日です。"
+        ),
+    )
     submit = SubmitField("設定を反映")
 
     def __init__(self, *args: Any, settings: XmonSettings, **kwargs: Any) -> None:
@@ -170,3 +191,4 @@ class XmonSettingsForm(BaseForm):
             settings.ack_http_token_encrypted = None
         settings.calls_per_15min = self.calls_per_15min.data
         settings.calls_per_hour = self.calls_per_hour.data
+        settings.retention_days = self.retention_days.data

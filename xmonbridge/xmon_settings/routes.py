@@ -15,7 +15,7 @@ from .forms import XmonSettingsForm
 @bp.route("/", methods=["GET", "POST"])
 @admin_required
 def index() -> Response | str:
-    """Show and save the X-MON URL, the voice, the acknowledgement sink and the per-number limits."""
+    """Show and save the X-MON URL, the voice, the acknowledgement sink, the per-number limits and retention."""
     # The stored row, or the defaults: only a valid POST creates the row.
     settings = XmonSettings.get()
     form = XmonSettingsForm(settings=settings)
