@@ -541,10 +541,6 @@ def test_the_pages_read_through_indexes(filled: FlaskClient, url: str) -> None:
     assert _full_scans_and_sorts(_plans(filled, url)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs indexes alerts (setting_type, setting_id, received_at) and request_logs (kind, created_at)",
-)
 @pytest.mark.parametrize("url", ["/admin/twilio/logs/?kind=sms", "/incidents/?setting=sms:1"])
 def test_the_setting_and_kind_filters_read_through_indexes(filled: FlaskClient, url: str) -> None:
     assert _full_scans_and_sorts(_plans(filled, url)) == []
@@ -575,7 +571,6 @@ def test_pruning_finds_old_rows_through_indexes(app: Flask) -> None:
         assert scans == [], name
 
 
-@pytest.mark.xfail(strict=True, reason="needs indexes call_announcements (alert_id) and acknowledgements (alert_id)")
 def test_deleting_an_alert_finds_what_hangs_on_it_through_indexes(app: Flask) -> None:
     """Without them each deleted alert reads both tables whole (ON DELETE CASCADE / SET NULL)."""
     plan = _prune_plans()["alerts"]

@@ -368,12 +368,13 @@ class RequestLog(db.Model):
     """One request xmonbridge made to Twilio (R13); never holds a secret."""
 
     __tablename__ = "request_logs"
-    __table_args__ = NEVER_REUSED
+    # ログ's kind filter, newest first.
+    __table_args__ = (Index("ix_request_logs_kind_created_at", "kind", "created_at"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Used by the ログ screen's period filter and newest-first order.
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    kind: Mapped[str] = mapped_column(String(16), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("twilio_accounts.id", ondelete="SET NULL"))
     # Names are copied so the log still reads after a rename or deletion.
     account_name: Mapped[str] = mapped_column(String(128), default="")
@@ -661,7 +662,7 @@ class AlertRecord(db.Model):
     __table_args__ = (
         Index("ix_alerts_problem", "host", "service", "correlation_id"),
         Index("ix_alerts_problem_alert_id", "problem_alert_id"),
-        Index("ix_alerts_setting", "setting_type", "setting_id"),
+        Index("ix_alerts_setting", "setting_type", "setting_id", "received_at"),
         NEVER_REUSED,
     )
 
@@ -870,6 +871,8 @@ class CallAnnouncement(db.Model):
     """An alert read out in one button call: what 3# acknowledges."""
 
     __tablename__ = "call_announcements"
+    # Found by alert when retention deletes one (ON DELETE CASCADE).
+    __table_args__ = (Index("ix_call_announcements_alert_id", "alert_id"),)
 
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
@@ -908,7 +911,12 @@ class Acknowledgement(db.Model):
     done_at: Mapped[datetime | None] = mapped_column()
 
     # Used by the dispatcher's ack queue.
-    __table_args__ = (Index("ix_acknowledgements_queue", "status", "next_at"), NEVER_REUSED)
+    # Also found by alert when retention deletes one (ON DELETE SET NULL).
+    __table_args__ = (
+        Index("ix_acknowledgements_queue", "status", "next_at"),
+        Index("ix_acknowledgements_alert_id", "alert_id"),
+        NEVER_REUSED,
+    )
 
 
 class DispatcherLease(db.Model):
