@@ -63,7 +63,11 @@ def _seed(instance: Instance) -> None:
         make_simple_call_setting(
             calls, [sato, suzuki], name="電話連絡", message_template="custom", custom_message="サーバ室で障害です", ring_seconds=45
         )
-        make_sms_setting(texts, [suzuki], name="SMS連絡", from_number="XMON", message_template="state")
+        sms = make_sms_setting(texts, [suzuki], name="SMS連絡", from_number="XMON", message_template="state")
+        settings.retention_days = 90
+        db.session.flush()
+        settings.heartbeat_user_id, settings.heartbeat_sms_setting_id = suzuki.id, sms.id
+        settings.heartbeat_dispatcher_minutes, settings.heartbeat_twilio_minutes = 5, 45
         make_button_call_setting(
             calls, [suzuki, sato], name="輪番連絡", mode="rotation", recall_seconds=120, max_calls=3, machine_detection=True
         )
@@ -128,7 +132,8 @@ def test_export_import_approve_gives_the_same_configuration(tmp_path: Path, migr
     assert "設定の取り込み「config.json」の作成" in page
     for shown in ("suzuki(鈴木 花子) +81-90-0123-0002 …新規(パスワードなし)", "admin(表示名なし) [管理者・承認権限] …既存のユーザ(変更しません)",
                   "運用チームアカウント: " + "AC" + "0123456789abcdef" * 2, "輪番通知 輪番連絡: 運用チームアカウント、From +81-50-1234-0001、宛先 suzuki・sato",
-                  "X-MON URL: https://xmon.example.com", "通話設定(ボタン操作付き): 2 行"):
+                  "X-MON URL: https://xmon.example.com", "通話設定(ボタン操作付き): 2 行",
+                  "ログ・インシデントの保存期間: 90 日", "ハートビート通知: suzuki へ SMS 通知設定「SMS連絡」で(配信処理 5 分、Twilio 45 分)"):
         assert shown in page, shown
     # Secrets show only as 設定あり, as in every diff.
     assert AUTH_TOKEN not in page and ACK_TOKEN not in page and "設定あり" in page
@@ -223,6 +228,22 @@ def test_import_refuses_a_file_it_does_not_understand_and_changes_nothing(tmp_pa
         "approver without admin": (
             _edited(text, set_in("users", 2, "is_approver", True)),
             "ユーザ「suzuki」: 承認権限: 承認権限は管理者にのみ付与できます。",
+        ),
+        "retention too short": (
+            _edited(text, lambda d: d["xmon_settings"].__setitem__("retention_days", 1)),
+            "X-MON 設定: ログ・インシデントの保存期間(日)",
+        ),
+        "heartbeat to nobody": (
+            _edited(text, lambda d: d["xmon_settings"].__setitem__("heartbeat_user", "nobody")),
+            "ハートビート通知: 通知先ユーザ「nobody」が連絡先電話番号のあるユーザとしてファイルにもこの xmonbridge にもありません。",
+        ),
+        "heartbeat through an unknown SMS setting": (
+            _edited(text, lambda d: d["xmon_settings"].__setitem__("heartbeat_sms_setting", "他の設定")),
+            "ハートビート通知: 送信に使う SMS 通知設定「他の設定」がファイルにありません。",
+        ),
+        "heartbeat minutes": (
+            _edited(text, lambda d: d["xmon_settings"].__setitem__("heartbeat_twilio_minutes", 0)),
+            "ハートビート通知: Twilio が要求を拒否し続けてから通知するまでの時間(分)は 1〜1440 分で入力してください。",
         ),
         "bad replacement line": (
             _edited(text, lambda d: d["replacement_lists"].__setitem__("simple", "TRAFFIC")),

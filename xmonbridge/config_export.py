@@ -68,7 +68,15 @@ XMON = {
     "ack_http_url": TEXT,
     "calls_per_15min": NUMBER,
     "calls_per_hour": NUMBER,
+    "retention_days": NUMBER,
+    # ハートビート通知: the user by login, the SMS setting by name (None: off).
+    "heartbeat_user": OPTIONAL_TEXT,
+    "heartbeat_sms_setting": OPTIONAL_TEXT,
+    "heartbeat_dispatcher_minutes": NUMBER,
+    "heartbeat_twilio_minutes": NUMBER,
 }
+# X-MON 設定's keys that name another record rather than hold a value of the row.
+XMON_REFERENCES = ("heartbeat_user", "heartbeat_sms_setting")
 SETTING = {"name": TEXT, "account": TEXT, "from_number": TEXT, "recipients": (LOGINS,)}
 MESSAGE = {"message_template": TEXT, "custom_message": TEXT}
 SIMPLE_CALL = {**SETTING, **MESSAGE, "ring_seconds": NUMBER}
@@ -161,7 +169,11 @@ def _account(account: TwilioAccount, with_secrets: bool) -> dict[str, Any]:
 
 
 def _xmon(settings: XmonSettings, with_secrets: bool) -> dict[str, Any]:
-    record = {name: getattr(settings, name) for name in XMON}
+    record = {name: getattr(settings, name) for name in XMON if name not in XMON_REFERENCES}
+    user = db.session.get(User, settings.heartbeat_user_id) if settings.heartbeat_user_id else None
+    sms = db.session.get(SmsSetting, settings.heartbeat_sms_setting_id) if settings.heartbeat_sms_setting_id else None
+    record["heartbeat_user"] = user.login if user else None
+    record["heartbeat_sms_setting"] = sms.name if sms else None
     # What calls use: a voice Twilio no longer offers is replaced by the default.
     record["voice"] = settings.effective_voice
     if with_secrets and settings.ack_http_token_encrypted:

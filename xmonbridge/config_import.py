@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from . import approval, config_validation, phone, replacement_lists
 from .approval import ConfigKind, Field
 from .button_calls.kind import BUTTON_CALL_KIND
-from .config_export import Refused
+from .config_export import XMON_REFERENCES, Refused
 from .config_validation import SCOPES, SETTING_SECTIONS
 from .extensions import db
 from .messages import CALL_TEMPLATES, SMS_TEMPLATES, template_choices
@@ -164,6 +164,7 @@ def _apply(values: dict[str, Any], approver: User) -> None:
             fields["recipients"] = [users[login].id for login in record["recipients"]]
             kind.write(setting, fields)
             db.session.add(setting)
+    _apply_heartbeat(values["xmon_settings"], users)
     for record in values["message_templates"]:
         db.session.add(
             UserMessageTemplate(
@@ -181,7 +182,7 @@ def _apply_xmon(record: dict[str, Any], token: str | None) -> None:
     settings = XmonSettings.for_update()
     for name, value in record.items():
         # As the form: what the file leaves blank keeps the current value.
-        if value is not None:
+        if value is not None and name not in XMON_REFERENCES:
             setattr(settings, name, value)
     if token:
         settings.ack_http_token_encrypted = token
@@ -207,6 +208,16 @@ def _account_line(record: dict[str, Any]) -> str:
     return f"{record['name']}: {record['account_sid']}、{bin_url}、CPS {record['cps']}"
 
 
+def _apply_heartbeat(record: dict[str, Any], users: dict[str, User]) -> None:
+    """ハートビート通知's user and SMS setting, by login and name, once the settings exist."""
+    db.session.flush()
+    settings = XmonSettings.for_update()
+    login, name = record["heartbeat_user"], record["heartbeat_sms_setting"]
+    settings.heartbeat_user_id = users[login].id if login is not None else None
+    sms = db.session.scalar(select(SmsSetting).where(SmsSetting.name == name)) if name is not None else None
+    settings.heartbeat_sms_setting_id = sms.id if sms is not None else None
+
+
 def _xmon_text(record: dict[str, Any]) -> str:
     lines = [
         f"X-MON URL: {record['xmon_url'] or '(現在の設定のまま)'}",
@@ -218,6 +229,12 @@ def _xmon_text(record: dict[str, Any]) -> str:
     if record["ack_http_url"]:
         lines.append(f"通知先 URL: {record['ack_http_url']}")
     lines.append(f"同じ番号への発信の上限: 15 分あたり {record['calls_per_15min']} 件、1 時間あたり {record['calls_per_hour']} 件")
+    lines.append(f"ログ・インシデントの保存期間: {record['retention_days']} 日")
+    if record["heartbeat_user"] is not None:
+        lines.append(
+            f"ハートビート通知: {record['heartbeat_user']} へ SMS 通知設定「{record['heartbeat_sms_setting'] or '(なし)'}」で"
+            f"(配信処理 {record['heartbeat_dispatcher_minutes']} 分、Twilio {record['heartbeat_twilio_minutes']} 分)"
+        )
     return "\n".join(lines)
 
 

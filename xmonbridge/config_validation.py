@@ -71,6 +71,7 @@ def checked(document: dict[str, Any]) -> dict[str, Any]:
     account_bins = {record["name"]: bool(record["twiml_bin_url"]) for record in accounts}
     for key, form_class, kind in SETTING_SECTIONS:
         values[key] = _settings(document[key], form_class, kind.label, account_bins, phones, problems)
+    _heartbeat_references(xmon, phones, {record["name"] for record in values["sms_settings"]}, problems)
     values["message_templates"] = _templates(document["message_templates"], existing, users, problems)
     values["replacement_lists"] = _replacements(document["replacement_lists"], problems)
     if problems:
@@ -182,8 +183,34 @@ def _xmon(record: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], 
         "ack_http_url": saved.ack_http_url,
         "calls_per_15min": saved.calls_per_15min,
         "calls_per_hour": saved.calls_per_hour,
+        "retention_days": saved.retention_days,
     }
+    for name in ("heartbeat_dispatcher_minutes", "heartbeat_twilio_minutes"):
+        minutes = record[name]
+        if not 1 <= minutes <= 1440:
+            problems.append(f"ハートビート通知: {HEARTBEAT_LABELS[name]}は 1〜1440 分で入力してください。")
+        values[name] = minutes
+    values["heartbeat_user"] = record["heartbeat_user"]
+    values["heartbeat_sms_setting"] = record["heartbeat_sms_setting"]
     return values, saved.ack_http_token_encrypted
+
+
+HEARTBEAT_LABELS = {
+    "heartbeat_dispatcher_minutes": "配信処理が止まってから通知するまでの時間(分)",
+    "heartbeat_twilio_minutes": "Twilio が要求を拒否し続けてから通知するまでの時間(分)",
+}
+
+
+def _heartbeat_references(
+    xmon: dict[str, Any], phones: dict[str, str | None], sms_names: set[str], problems: list[str]
+) -> None:
+    """The heartbeat's user must be in the file or here with a number; its SMS setting in the file."""
+    login = xmon["heartbeat_user"]
+    if login is not None and not phones.get(login):
+        problems.append(f"ハートビート通知: 通知先ユーザ「{login}」が連絡先電話番号のあるユーザとしてファイルにもこの xmonbridge にもありません。")
+    name = xmon["heartbeat_sms_setting"]
+    if name is not None and name not in sms_names:
+        problems.append(f"ハートビート通知: 送信に使う SMS 通知設定「{name}」がファイルにありません。")
 
 
 def _settings(
