@@ -479,3 +479,53 @@ def test_simulate_mode_has_no_rehearsal(phones: Phones) -> None:
     setting = make_button_call_setting(phones.account, phones.users)
     response = phones.client.post(f"{URL}/rehearsal/answer", data={"setting_id": str(setting.id), "user_id": str(phones.users[0].id)})
     assert response.status_code == 404
+
+
+def test_with_the_page_closed_rings_still_run_out_and_texts_arrive(phones: Phones) -> None:
+    """The dispatcher's thread lets time pass on the phones: nobody has to be looking."""
+    import time
+
+    from xmonbridge.dispatch.runner import Runner
+
+    call_setting = make_button_call_setting(phones.account, phones.users[:1], mode="rotation", ring_seconds=30)
+    text_setting = make_sms_setting(phones.account, phones.users[1:], from_number="XMON")
+    phones.alert(call_setting)
+    phones.run()
+    phones.age(31)
+    phones.alert(text_setting, kind="sms", host="db01", service="PGSQL")
+    phones.run()
+    phones.dispatcher.release()  # the thread below leads from here on
+
+    def settled() -> bool:
+        statuses = {(c.get("CallStatus"), c.get("MessageStatus")) for c in phones.logs(LOG_STATUS_CALLBACK)}
+        return statuses == {("no-answer", None), (None, "delivered")}
+
+    runner = Runner(phones.app)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not settled() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        runner.stop(timeout=20)
+    assert settled()
+    # What the page shows when it is opened later.
+    state = phones.state()
+    assert state[NAMES[0]]["call"]["ended"] == "応答なし(no-answer)"
+    assert "db01" in state[NAMES[1]]["messages"][0]["body"]
+
+
+def test_every_poll_hands_the_page_a_fresh_csrf_token(phones: Phones) -> None:
+    """A page left open for hours keeps working: its token is renewed with each poll."""
+    body = phones.client.get(f"{URL}/state").get_json()
+    assert body["csrf"]
+    phones.app.config["WTF_CSRF_ENABLED"] = True
+    setting = make_button_call_setting(phones.account, phones.users[:1], mode="rotation")
+    phones.alert(setting)
+    phones.run()
+    call = phones.phone(0)["call"]
+    token = phones.client.get(f"{URL}/state").get_json()["csrf"]
+    refused = phones.client.post(f"{URL}/calls/{call['id']}/answer", data={})
+    assert refused.status_code == 400
+    answered = phones.client.post(f"{URL}/calls/{call['id']}/answer", data={"csrf_token": token})
+    assert answered.status_code == 200

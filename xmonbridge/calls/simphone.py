@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -273,6 +273,26 @@ def hang_up(call_id: int, now: datetime) -> bool:
             return False
         return _end(row, "busy", now, DECLINED)
     return _end(row, "completed", now)
+
+
+def settle_all(now: datetime) -> None:
+    """Settle every phone, page open or not (the dispatcher's runner, in simulate mode).
+
+    A ring nobody answers ends after its ring time and an SMS is delivered, as with Twilio,
+    whether or not an administrator is looking at 電話シミュレータ.
+    """
+    numbers = db.session.scalars(
+        select(SimulatedMessage.to_number)
+        .where(
+            or_(
+                and_(SimulatedMessage.channel == CALL, SimulatedMessage.status.in_(ACTIVE)),
+                and_(SimulatedMessage.channel == SMS, SimulatedMessage.status == QUEUED),
+            )
+        )
+        .distinct()
+    ).all()
+    if numbers:
+        settle(now, list(numbers))
 
 
 def settle(now: datetime, numbers: list[str]) -> None:

@@ -16,7 +16,9 @@ import threading
 
 from flask import Flask
 
+from ..calls import simphone
 from ..extensions import db
+from ..models import utcnow
 from . import begin_pass, listen, set_wake_address, wait_for_work, wake, wake_address
 from .engine import Dispatcher
 
@@ -71,10 +73,14 @@ class Runner:
         with self.app.app_context():
             self.dispatcher = Dispatcher(stopping=self._stop.is_set)
             poll = max(float(self.app.config["DISPATCH_POLL_SECONDS"]), MIN_POLL)
+            simulated = self.app.config["TWILIO_MODE"] == "simulate"
             while not self._stop.is_set():
                 begin_pass()
                 try:
                     delay = self.dispatcher.run_once()
+                    if simulated and self.dispatcher.leads():
+                        # Time passes on the simulated phones too, with or without the page open.
+                        simphone.settle_all(utcnow())
                 except Exception:  # noqa: BLE001 - the loop must survive a bad pass (e.g. database busy)
                     log.exception("dispatcher pass failed")
                     delay = poll

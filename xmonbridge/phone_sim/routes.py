@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, current_app, jsonify, render_template
+from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from .. import phone as phone_numbers
@@ -51,7 +52,9 @@ def state() -> Response:
         found = simphone.phones(now)
     else:
         found = simphone.idle_phones()
-    response = jsonify(phones=[_phone_json(p) for p in found])
+    # A fresh CSRF token with every poll: the page stays open for hours waiting for a call,
+    # longer than one token lives.
+    response = jsonify(phones=[_phone_json(p) for p in found], csrf=generate_csrf())
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -174,6 +174,8 @@ function initPhoneSimulator(root) {
     if (requested < applied || !data.phones) return;
     applied = requested;
     phones = data.phones;
+    // Each poll brings a fresh CSRF token, so a page open for hours still works.
+    if (data.csrf) root.dataset.csrf = data.csrf;
     drawAll();
   }
 
