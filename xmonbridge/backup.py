@@ -272,6 +272,8 @@ def _copy_database(source: Path, copy: Path) -> str | None:
     The copy is switched from WAL to a rollback journal, so it is one self-contained file
     (the app switches it back to WAL when it opens it).
     """
+    # An empty file is an empty database: made first so the copy is 0600 whatever the umask.
+    os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         with closing(sqlite3.connect(source, timeout=BUSY_SECONDS)) as src, closing(sqlite3.connect(copy)) as dst:
             # pages=-1: every page in one step, so one read transaction, one committed state.
