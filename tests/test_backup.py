@@ -10,7 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -18,9 +22,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.factories import AUTH_TOKEN, make_recipient, make_simple_call_setting, make_sms_setting, make_twilio_account
 from tests.instance_cli import Instance, initialised
 from tests.real_server import RealServer, wait_for
+from xmonbridge import backup
 
 PHONES = ["+819001230001", "+819001230002", "+819001230003"]
 STORM_THREADS = 3
@@ -239,3 +246,140 @@ def test_postgresql_backup_archives_the_keys_and_explains_pg_dump(tmp_path: Path
     for name in ("fernet.key", "secret_key"):
         assert (target.folder / name).read_bytes() == (source.folder / name).read_bytes()
         assert (target.folder / name).stat().st_mode & 0o777 == 0o600
+
+
+# Runs `xmonbridge ARGS` with one function of xmonbridge.backup (or a module it uses) wrapped
+# so that the process SIGKILLs itself before or after that call: a kill at a known point.
+KILLED_AT = """
+import os, signal, sys
+from xmonbridge import backup, entry
+where, when = sys.argv[1], sys.argv[2]
+*path, name = where.split(".")
+owner = backup
+for part in path:
+    owner = getattr(owner, part)
+original = getattr(owner, name)
+def killing(*args, **kwargs):
+    if when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return result
+setattr(owner, name, killing)
+sys.argv = ["xmonbridge", *sys.argv[3:]]
+entry.main()
+"""
+
+
+def _killed(instance: Instance, where: str, when: str, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AT, where, when, *args], env=instance.env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+
+
+def _private(folder: Path) -> None:
+    """folder and everything in it are readable by their owner only."""
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for path in folder.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+@pytest.mark.parametrize(
+    ("where", "when"),
+    [("_copy_database", "after"), ("_add_bytes", "after"), ("_publish", "before")],
+    ids=["database copied", "archive half written", "archive written"],
+)
+def test_a_killed_backup_leaves_nothing_under_the_name_and_the_retry_clears_up(
+    tmp_path: Path, migrated_db: Path, where: str, when: str
+) -> None:
+    instance = initialised(tmp_path / "instance", migrated_db)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    archive = backups / "backup.tar.gz"
+    _killed(instance, where, when, "backup", str(archive))
+    assert not archive.exists()
+    left = list(backups.iterdir())
+    assert [path.name[: len(backup.BACKUP_STAGING)] for path in left] == [backup.BACKUP_STAGING]
+    _private(left[0])
+    # The retry under the same name works and removes what the killed one left.
+    out = instance.ok("backup", str(archive))
+    assert f"removed {left[0]}, left by an interrupted backup" in out
+    assert [path.name for path in backups.iterdir()] == ["backup.tar.gz"]
+    assert archive.stat().st_mode & 0o777 == 0o600
+    restored = Instance(tmp_path / "restored")
+    assert "PRAGMA integrity_check: ok" in restored.ok("restore", str(archive))
+
+
+def test_a_failed_backup_writes_nothing_and_leaves_a_running_backup_alone(
+    tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance = initialised(tmp_path / "instance", migrated_db)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    # Another backup at work in the same folder: its staging folder is locked.
+    running, lock = backup._staging(backups, backup.BACKUP_STAGING)
+    try:
+        archive = backups / "backup.tar.gz"
+        calls = []
+
+        def full(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+            calls.append(name)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            original(tar, name, data)
+
+        original = backup._add_bytes
+        monkeypatch.setattr(backup, "_add_bytes", full)
+        failed = instance.invoke("backup", str(archive))
+        assert failed.exit_code == 1
+        assert f"cannot write {archive}: No space left on device; nothing was written." in failed.stderr
+        assert [path.name for path in backups.iterdir()] == [running.name]
+        monkeypatch.setattr(backup, "_add_bytes", original)
+        out = instance.ok("backup", str(archive), here=True)
+        assert "interrupted" not in out
+        assert sorted(path.name for path in backups.iterdir()) == sorted(["backup.tar.gz", running.name])
+    finally:
+        os.close(lock)
+
+
+def test_backup_to_standard_output_is_refused(tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = initialised(tmp_path / "instance", migrated_db)
+    monkeypatch.chdir(tmp_path)
+    refused = instance.invoke("backup", "-")
+    assert refused.exit_code == 1
+    assert "a backup is written to a file, not to standard output: name a new file" in refused.stderr
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "when"), [("_check_database", "after"), ("shutil.move", "after")], ids=["checked", "one file moved in"]
+)
+def test_a_killed_restore_is_cleared_by_the_next_one(tmp_path: Path, migrated_db: Path, where: str, when: str) -> None:
+    source = initialised(tmp_path / "source", migrated_db)
+    archive = tmp_path / "backup.tar.gz"
+    source.ok("backup", str(archive))
+    target = Instance(tmp_path / "target")
+    _killed(target, where, when, "restore", str(archive))
+    staging = [path for path in target.folder.iterdir() if path.name.startswith(".restore-")]
+    assert len(staging) == 1
+    _private(target.folder)
+    # The service does not send the operator to `init`, which would make new keys.
+    refused = target.run("serve")
+    assert refused.returncode == 1
+    assert "a restore into" in refused.stderr and "was interrupted: run `xmonbridge restore FILE` again" in refused.stderr
+    # A folder changed since then is not touched: refused as not empty.
+    (target.folder / "notes.txt").write_text("kept\n")
+    before = _fingerprint(target.folder)
+    refused = target.run("restore", str(archive))
+    assert refused.returncode == 1 and "is not empty" in refused.stderr
+    assert _fingerprint(target.folder) == before
+    (target.folder / "notes.txt").unlink()
+    out = target.ok("restore", str(archive))
+    assert f"removed {staging[0]}, left by an interrupted restore" in out
+    assert "restored fernet.key, secret_key, xmonbridge.sqlite" in out
+    assert sorted(path.name for path in target.folder.iterdir()) == ["fernet.key", "secret_key", "xmonbridge.sqlite"]
+    _private(target.folder)
+    for name in ("secret_key", "fernet.key"):
+        assert (target.folder / name).read_bytes() == (source.folder / name).read_bytes()
+    assert _query(target.database, "PRAGMA integrity_check") == [("ok",)]

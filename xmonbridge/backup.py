@@ -2,7 +2,10 @@
 
 `backup()` copies the running database with SQLite's online backup API and packs the copy
 with `secret_key`, `fernet.key` and `config.py` (when there is one) into a tar.gz archive
-that is created with mode 0600 and never overwrites a file. Connection.backup() copies every
+of mode 0600 that never overwrites a file. Everything is written in a private, locked staging
+folder beside the archive (`.xmonbridge-backup-*`, 0700) and the finished archive is linked to
+its name only at the end, so an interrupted backup (even SIGKILL) leaves nothing under that
+name; the next backup into the same folder removes a staging folder whose lock nobody holds. Connection.backup() copies every
 page in one step, inside one read transaction: in WAL mode that does not block the writers
 (the API and the dispatcher go on), and the copy holds exactly the transactions committed
 when it began, so every alert answered 202 before the backup started is in it.
@@ -12,13 +15,18 @@ database's consistent copy (see PG_DUMP_GUIDE).
 
 `restore()` puts an archive back into an empty instance folder: it refuses a folder with
 anything in it, checks the archive (its manifest, every file's SHA-256, the database's
-`PRAGMA integrity_check` and schema) in a staging folder inside it, and only then moves the
-files into place; on any failure it removes what it made, so a refused restore changes
-nothing.
+`PRAGMA integrity_check` and schema) in a private, locked staging folder inside it
+(`.restore-*`, 0700; the instance folder's parent, such as /var/lib, is often not writable by
+the service's user), and only then moves the files into place, listing them first in the
+staging folder; on any failure it removes what it made, so a refused restore changes nothing.
+A restore that was killed leaves its staging folder (and perhaps some of the files it moved);
+the next restore removes both, when they are unchanged, and says so.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -52,6 +60,18 @@ MEMBERS = (DATABASE, keys.SECRET_KEY_FILE, keys.FERNET_KEY_FILE, CONFIG)
 # How long the copy waits for a lock (a checkpoint in progress) before giving up.
 BUSY_SECONDS = 30
 CHUNK = 1 << 20
+BACKUP_STAGING = ".xmonbridge-backup-"
+RESTORE_STAGING = ".restore-"
+# Held (flock) by the process working in a staging folder; a free lock means the work stopped.
+LOCK = ".lock"
+PARTIAL = "archive.partial"
+# The files a restore is moving into place, with their digests: what a later restore may undo.
+PLACED = "PLACED.json"
+# A staging folder without a lock file is only stale once it is older than this (it may be
+# in the instant between its creation and its lock's).
+UNLOCKED_GRACE_SECONDS = 60
+# A file system without hard links: the finished archive is renamed after a check instead.
+NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
 
 PG_DUMP_GUIDE = (
     "The database is PostgreSQL (DATABASE_URL): this archive holds only the keys and config.py. "
@@ -76,6 +96,8 @@ class Archive:
     # The database's Alembic revision; None for a PostgreSQL archive.
     schema: str | None = None
     created_at: str = ""
+    # Leftovers of interrupted runs that this run removed (shown to the operator).
+    cleared: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,54 +110,137 @@ class Restored(Archive):
 
 def backup(app: Flask, dest: Path) -> Archive:
     """Write the instance's database copy and keys to dest (mode 0600); refuse an existing dest."""
+    if str(dest) == "-":
+        raise BackupError(
+            "a backup is written to a file, not to standard output: name a new file, "
+            "e.g. `xmonbridge backup /var/backups/xmonbridge/$(date +%F).tar.gz`."
+        )
     database = readiness.sqlite_file(app)
+    _refuse_existing(dest)
     try:
-        # O_EXCL: never overwrite; 0600 from the first byte, since the archive holds the keys.
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise BackupError(f"{dest} exists: a backup never overwrites a file; choose a new file name.") from None
+        cleared = _clear_stale(dest.parent, BACKUP_STAGING)
+        # Beside the archive, not in /tmp: the copy is as large as the database, and the
+        # finished archive is linked to its name on the same file system.
+        work, lock = _staging(dest.parent, BACKUP_STAGING)
     except OSError as exc:
-        raise BackupError(f"cannot create {dest}: {exc.strerror}.") from None
+        raise BackupError(f"cannot write in {dest.parent}: {exc.strerror}.") from None
     try:
+        partial = work / PARTIAL
+        # 0600 from the first byte, since the archive holds the keys (the folder is 0700 too).
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
-            archive = _write(app, database, dest, out)
+            archive = _write(app, database, work, dest, out)
             out.flush()
             os.fsync(out.fileno())
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
+        _publish(partial, dest)
+    except OSError as exc:
+        raise BackupError(f"cannot write {dest}: {exc.strerror}; nothing was written.") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
+    archive.cleared = cleared
     return archive
 
 
-def _write(app: Flask, database: Path | None, dest: Path, out: IO[bytes]) -> Archive:
-    """Copy the database into a private folder beside dest, then write the archive."""
+def _refuse_existing(dest: Path) -> None:
+    if dest.exists() or dest.is_symlink():
+        raise BackupError(f"{dest} exists: a backup never overwrites a file; choose a new file name.")
+
+
+def _publish(partial: Path, dest: Path) -> None:
+    """Give the finished archive its name: a hard link, which fails rather than replace a file."""
+    try:
+        os.link(partial, dest)
+    except FileExistsError:
+        raise BackupError(f"{dest} exists: a backup never overwrites a file; choose a new file name.") from None
+    except OSError as exc:
+        if exc.errno not in NO_LINKS:
+            raise
+        _refuse_existing(dest)
+        os.rename(partial, dest)
+    _sync_folder(dest.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _staging(parent: Path, prefix: str) -> tuple[Path, int]:
+    """A new private (0700) folder in parent and the descriptor of its lock, held until closed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        lock = os.open(work / LOCK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return work, lock
+
+
+def _stagings(parent: Path, prefix: str) -> list[Path]:
+    """The staging folders in parent left by runs that are no longer working in them."""
+    try:
+        entries = sorted(parent.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [path for path in entries if path.name.startswith(prefix) and path.is_dir() and not path.is_symlink() and not _busy(path)]
+
+
+def _busy(work: Path) -> bool:
+    """True while a live process holds work's lock (or just made work and is about to take it)."""
+    try:
+        fd = os.open(work / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return time.time() - work.stat().st_mtime < UNLOCKED_GRACE_SECONDS
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _clear_stale(parent: Path, prefix: str) -> list[str]:
+    """Remove the staging folders in parent that interrupted runs left; return their names."""
+    cleared = []
+    for work in _stagings(parent, prefix):
+        shutil.rmtree(work)
+        cleared.append(str(work))
+    return cleared
+
+
+def _write(app: Flask, database: Path | None, work: Path, dest: Path, out: IO[bytes]) -> Archive:
+    """Copy the database into the staging folder work, then write the archive to out."""
     contents = _instance_files(app)
-    # Beside the archive, not in /tmp: the copy is as large as the database.
-    with tempfile.TemporaryDirectory(prefix=".xmonbridge-backup-", dir=dest.parent) as work:
-        schema = None
-        copy = None
-        if database is not None:
-            copy = Path(work) / DATABASE
-            schema = _copy_database(database, copy)
-        files = {name: _digest_bytes(data) for name, data in contents.items()}
+    schema = None
+    copy = None
+    if database is not None:
+        copy = work / DATABASE
+        schema = _copy_database(database, copy)
+    files = {name: _digest_bytes(data) for name, data in contents.items()}
+    if copy is not None:
+        files[DATABASE] = _digest_file(copy)
+    created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_at": created_at,
+        "database": SQLITE if database is not None else POSTGRESQL,
+        "schema": schema,
+        "files": files,
+    }
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
         if copy is not None:
-            files[DATABASE] = _digest_file(copy)
-        created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "created_at": created_at,
-            "database": SQLITE if database is not None else POSTGRESQL,
-            "schema": schema,
-            "files": files,
-        }
-        with tarfile.open(fileobj=out, mode="w:gz") as tar:
-            _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
-            if copy is not None:
-                with copy.open("rb") as handle:
-                    tar.addfile(_member(DATABASE, copy.stat().st_size), handle)
-            for name, data in contents.items():
-                _add_bytes(tar, name, data)
+            with copy.open("rb") as handle:
+                tar.addfile(_member(DATABASE, copy.stat().st_size), handle)
+        for name, data in contents.items():
+            _add_bytes(tar, name, data)
     return Archive(dest, str(manifest["database"]), sorted(files), schema, created_at)
 
 
@@ -167,6 +272,8 @@ def _copy_database(source: Path, copy: Path) -> str | None:
     The copy is switched from WAL to a rollback journal, so it is one self-contained file
     (the app switches it back to WAL when it opens it).
     """
+    # An empty file is an empty database: made first so the copy is 0600 whatever the umask.
+    os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         with closing(sqlite3.connect(source, timeout=BUSY_SECONDS)) as src, closing(sqlite3.connect(copy)) as dst:
             # pages=-1: every page in one step, so one read transaction, one committed state.
@@ -229,6 +336,7 @@ def restore(app: Flask, archive: Path) -> Restored:
     """Put an archive back into the app's empty instance folder; refuse, changing nothing, otherwise."""
     folder = Path(app.instance_path)
     database = readiness.sqlite_file(app)
+    cleared = _clear_unfinished(folder, database)
     _check_empty(folder, database)
     with _opened(archive) as tar:
         manifest = _manifest(tar, archive)
@@ -254,7 +362,48 @@ def restore(app: Flask, archive: Path) -> Restored:
         except BaseException:
             _undo(made)
             raise
+    restored.cleared = cleared
     return restored
+
+
+def _clear_unfinished(folder: Path, database: Path | None) -> list[str]:
+    """Remove what a killed restore left in folder: its staging folder and the files it moved in.
+
+    The files are removed only when the folder holds nothing else and each is exactly as that
+    restore placed it (an instance that has run since is left alone, and refused as not empty).
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    running = [path.name for path in folder.iterdir() if path.name.startswith(RESTORE_STAGING) and path.is_dir()]
+    stale = _stagings(folder, RESTORE_STAGING)
+    if len(stale) < len(running):
+        raise BackupError(f"another restore is running into {folder}: let it finish, then look at the folder again.")
+    if not stale:
+        return []
+    placed: dict[str, dict[str, Any]] = {}
+    try:
+        for work in stale:
+            if (work / PLACED).exists():
+                placed.update(json.loads((work / PLACED).read_text()))
+        present = [path for path in folder.iterdir() if path not in stale]
+        if database is not None and database.parent != folder and (database.exists() or database.is_symlink()):
+            present.append(database)
+        if not all(_unchanged(path, placed.get(str(path))) for path in present):
+            return []
+        for path in present:
+            path.unlink()
+        for work in stale:
+            shutil.rmtree(work)
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"cannot remove what an interrupted restore left in {folder} ({exc}): move the folder away.") from None
+    return [str(path) for path in (*present, *stale)]
+
+
+def _unchanged(path: Path, digest: dict[str, Any] | None) -> bool:
+    """True when path is a regular file with exactly this size and SHA-256."""
+    if digest is None or path.is_symlink() or not path.is_file():
+        return False
+    return _digest_file(path) == {"size": digest.get("size"), "sha256": digest.get("sha256")}
 
 
 def _check_empty(folder: Path, database: Path | None) -> None:
@@ -323,8 +472,25 @@ def _unpack(
     """Extract into a staging folder, check everything, then move the files into place."""
     expected = _expected_digests(tar, archive)
     _make_folder(folder, made)
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=folder))
-    made.append(staging)
+    staging, lock = _staging(folder, RESTORE_STAGING)
+    try:
+        made.append(staging)
+        return _unpack_into(app, tar, archive, manifest, folder, database, made, staging, expected)
+    finally:
+        os.close(lock)
+
+
+def _unpack_into(
+    app: Flask,
+    tar: tarfile.TarFile,
+    archive: Path,
+    manifest: Archive,
+    folder: Path,
+    database: Path | None,
+    made: list[Path],
+    staging: Path,
+    expected: dict[str, dict[str, Any]],
+) -> Restored:
     seen: set[str] = set()
     for member in tar.getmembers():
         if member.name == MANIFEST:
@@ -340,13 +506,19 @@ def _unpack(
     needs_migration = False
     if DATABASE in seen:
         needs_migration = _check_database(app, staging / DATABASE, archive)
-    for name in sorted(seen):
-        target = database if name == DATABASE and database is not None else folder / name
+    targets = {name: database if name == DATABASE and database is not None else folder / name for name in sorted(seen)}
+    # Listed before the first move, so that a restore killed while moving can be undone.
+    _write_private(staging / PLACED, json.dumps({str(targets[name]): expected[name] for name in targets}).encode())
+    for name, target in targets.items():
         if target.exists() or target.is_symlink():
             raise BackupError(f"{target} appeared during the restore: nothing was restored; try again.")
         # Same file system as the staging folder (a rename), unless the database lives elsewhere.
         shutil.move(staging / name, target)
         made.append(target)
+    # Done: first the list goes (the files are now the instance's), then the folder.
+    (staging / PLACED).unlink()
+    _sync_folder(folder)
+    (staging / LOCK).unlink()
     staging.rmdir()
     made.remove(staging)
     return Restored(
@@ -376,6 +548,14 @@ def _make_folder(folder: Path, made: list[Path]) -> None:
         os.chmod(folder, 0o700)
     except OSError as exc:
         raise BackupError(f"cannot create {exc.filename or folder}: {exc.strerror}.") from None
+
+
+def _write_private(target: Path, data: bytes) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> dict[str, Any]:

@@ -252,14 +252,16 @@ class Refused(readiness.NotReady):
 def backup_command(file: Path) -> None:
     """Write the running database (SQLite's online backup) and the instance keys to FILE.
 
-    FILE is a new tar.gz archive of mode 0600 (an existing file is never overwritten); the
-    service keeps running. With PostgreSQL only the keys are archived: use pg_dump beside it.
+    FILE is a new tar.gz archive of mode 0600 (an existing file is never overwritten; `-` is
+    refused: the archive is not written to standard output); the service keeps running. With PostgreSQL only the keys are archived: use pg_dump beside it.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         made = backup.backup(app, file)
     except backup.BackupError as exc:
         raise Refused(str(exc)) from None
+    for path in made.cleared:
+        click.echo(f"removed {path}, left by an interrupted backup")
     click.echo(f"wrote {file} (mode 0600): {', '.join(made.files)}")
     if made.database == backup.POSTGRESQL:
         click.echo(backup.PG_DUMP_GUIDE)
@@ -281,6 +283,8 @@ def restore_command(file: Path) -> None:
         restored = backup.restore(app, file)
     except backup.BackupError as exc:
         raise Refused(str(exc)) from None
+    for path in restored.cleared:
+        click.echo(f"removed {path}, left by an interrupted restore")
     click.echo(f"restored {', '.join(restored.files)} into {restored.folder} (backup of {restored.created_at})")
     if restored.database == backup.POSTGRESQL:
         click.echo("This archive holds the keys only: load the database with pg_restore from the pg_dump made beside it.")

@@ -61,6 +61,11 @@ def require(app: Flask) -> None:
     if database is not None:
         _check_folder(database.parent)
         if not database.exists():
+            if any(database.parent.glob(".restore-*")):
+                raise NotReady(
+                    f"{database} does not exist and a restore into {database.parent} was interrupted: "
+                    "run `xmonbridge restore FILE` again (it removes what the interrupted one left)."
+                )
             raise NotReady(f"{database} does not exist: {RUN_INIT} to create it, or restore it from a backup.")
         _check_file(database)
     with _connected(app, database) as connection:
