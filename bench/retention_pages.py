@@ -16,14 +16,10 @@ nothing old is left or --prune-for seconds have passed: the time, the passes and
 longest batch, and the commit times of a writer that inserts a ログ row every 10 ms meanwhile
 (on its own connection, as a webhook would).
 
---proposed-indexes adds PROPOSED_INDEXES (not in the schema yet) to both databases first: the
-setting and kind filters then need no sort, and deleting an alert no longer reads
-call_announcements and acknowledgements whole.
-
 Target (issue 9): every page under 0.25 s with a million rows.
 
     .venv/bin/python bench/retention_pages.py [--rows 1000000] [--span 800] [--repeat 5]
-        [--proposed-indexes] [--prune-for 600] [--no-prune] [--keep]
+        [--prune-for 600] [--no-prune] [--keep]
 """
 
 from __future__ import annotations
@@ -242,26 +238,6 @@ def retention_pass() -> str:
     return f"{retention.PASS_BATCHES} batches / {retention.PASS_SECONDS * 1000:.0f} ms, {retention.BATCH_PAUSE * 1000:.0f} ms apart"
 
 
-# Indexes the pages and pruning need beyond migration 0008 (--proposed-indexes adds them).
-PROPOSED_INDEXES = (
-    "DROP INDEX ix_request_logs_kind",
-    "CREATE INDEX ix_request_logs_kind ON request_logs (kind, created_at)",
-    "DROP INDEX ix_alerts_setting",
-    "CREATE INDEX ix_alerts_setting ON alerts (setting_type, setting_id, received_at)",
-    "CREATE INDEX ix_call_announcements_alert_id ON call_announcements (alert_id)",
-    "CREATE INDEX ix_acknowledgements_alert_id ON acknowledgements (alert_id)",
-    "CREATE INDEX ix_acknowledgements_attempt_id ON acknowledgements (attempt_id)",
-)
-
-
-def add_indexes(path: Path) -> None:
-    con = sqlite3.connect(path)
-    with con:
-        for statement in PROPOSED_INDEXES:
-            con.execute(statement)
-    con.close()
-
-
 def serve(root: Path) -> RealServer:
     server = RealServer(root, mode="simulate", DISPATCHER_ENABLED="false")
     with server.app_context():
@@ -310,7 +286,6 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the instance folders")
     parser.add_argument("--no-prune", action="store_true", help="time the pages only")
     parser.add_argument("--prune-for", type=float, default=600, help="give pruning up to this many seconds")
-    parser.add_argument("--proposed-indexes", action="store_true", help="add PROPOSED_INDEXES to both databases first")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="xmonbridge-bench-retention-"))
     empty, full = serve(root / "empty"), serve(root / "full")
@@ -320,10 +295,6 @@ def main() -> None:
     seconds = fill(full.instance / "xmonbridge.sqlite", args.rows, args.span)
     size = (full.instance / "xmonbridge.sqlite").stat().st_size / 2**20
     print(f"filled in {seconds:.0f} s ({size:,.0f} MiB)", flush=True)
-    if args.proposed_indexes:
-        for server in (empty, full):
-            add_indexes(server.instance / "xmonbridge.sqlite")
-        print("with the proposed indexes: " + "; ".join(s for s in PROPOSED_INDEXES if s.startswith("CREATE")))
     print()
     results = []
     for server in (empty, full):

@@ -915,6 +915,7 @@ class Acknowledgement(db.Model):
     __table_args__ = (
         Index("ix_acknowledgements_queue", "status", "next_at"),
         Index("ix_acknowledgements_alert_id", "alert_id"),
+        Index("ix_acknowledgements_attempt_id", "attempt_id"),
         NEVER_REUSED,
     )
 
