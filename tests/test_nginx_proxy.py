@@ -115,6 +115,8 @@ def test_login_over_the_proxy_sets_a_secure_cookie_and_pages_use_the_prefix(depl
     assert len(session) == 1
     flags = [part.strip().lower() for part in session[0].split(";")[1:]]
     assert "secure" in flags and "httponly" in flags and "samesite=lax" in flags
+    # Only under the prefix: the host's other applications never receive it.
+    assert f"path={SITE_PREFIX}" in flags
 
     page = browser.get("/admin/xmon-settings/")
     assert page.status == 200 and "X-MON 設定" in page.text

@@ -54,6 +54,11 @@ class SessionInterface(SecureCookieSessionInterface):
             return
         super().save_session(app, session, response)
 
+    def get_cookie_path(self, app: Flask) -> str:
+        # Behind a proxy's path prefix (X-Forwarded-Prefix) the cookie stays under that prefix,
+        # so the other applications of a shared host name never receive it.
+        return app.config.get("SESSION_COOKIE_PATH") or request.script_root or app.config["APPLICATION_ROOT"]
+
     def get_cookie_secure(self, app: Flask) -> bool:
         if app.config.get("SESSION_COOKIE_SECURE") or request.is_secure:
             return True
