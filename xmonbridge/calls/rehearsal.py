@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..message_templates import store
-from ..messages import sample_alert
 from ..models import (
     CHANNEL_BUTTON,
     DELIVERY_CALLING,
@@ -29,7 +28,6 @@ from ..models import (
     DELIVERY_WAITING,
     MODE_ROTATION,
     OUTCOME_PLACED,
-    AlertRecord,
     Attempt,
     ButtonCallSetting,
     Delivery,
@@ -39,7 +37,7 @@ from ..models import (
 )
 from ..twiml import button_call
 from . import flow, simphone
-from .testcall import TEST_NAME
+from .testcall import TEST_NAME, add_sample_alert
 
 # The Call SID the rehearsed call "has" (never a real one: 34 characters, not hexadecimal).
 REHEARSAL_SID = "CA" + "rehearsal".ljust(32, "0")
@@ -117,21 +115,7 @@ def play(setting_id: int, user_id: int, keys: str | None, now: datetime) -> Step
 
 def _build(values: dict, users: list[tuple[int, str, str]], user_id: int, opening: str, closing: str, now: datetime) -> Attempt:  # type: ignore[type-arg]
     """The notification of a test call with the sample fault, user's call answered just now."""
-    sample = sample_alert()
-    alert = AlertRecord(
-        received_at=now,
-        setting_type=flow.SETTING_BUTTON_TEST,
-        setting_id=0,
-        setting_name=TEST_NAME,
-        notification_type="PROBLEM",
-        host=sample.host,
-        service=sample.service or "",
-        state=sample.state,
-        output=sample.output,
-        event_time=now,
-    )
-    db.session.add(alert)
-    db.session.flush()
+    alert = add_sample_alert(now)
     rotation = values["mode"] == MODE_ROTATION
     notification = Notification(
         alert_id=alert.id,

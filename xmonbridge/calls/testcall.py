@@ -9,6 +9,7 @@ is placed once (no re-call).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from .. import dispatch
 from ..extensions import db
@@ -31,9 +32,8 @@ TEST_NAME = "テスト通話"
 TEST_RING_SECONDS = 60
 
 
-def start_test_call(account: TwilioAccount, from_number: str, user: User, opening: str, closing: str) -> Notification:
-    """Queue a test button call to user with these messages; the caller commits (then it is placed)."""
-    now = utcnow()
+def add_sample_alert(now: datetime) -> AlertRecord:
+    """The sample fault a test call (and a rehearsal) reads out, added and flushed."""
     sample = sample_alert()
     alert = AlertRecord(
         received_at=now,
@@ -49,6 +49,13 @@ def start_test_call(account: TwilioAccount, from_number: str, user: User, openin
     )
     db.session.add(alert)
     db.session.flush()
+    return alert
+
+
+def start_test_call(account: TwilioAccount, from_number: str, user: User, opening: str, closing: str) -> Notification:
+    """Queue a test button call to user with these messages; the caller commits (then it is placed)."""
+    now = utcnow()
+    alert = add_sample_alert(now)
     notification = Notification(
         alert_id=alert.id,
         channel=CHANNEL_BUTTON,
