@@ -847,6 +847,6 @@ def test_a_call_worked_before_its_create_answer_was_recorded_is_settled_by_its_w
     world.handset.expect_no_call()  # the first call is not looked up and placed again
     delivery = world.notification().deliveries[0]
     assert [(a.sid, a.outcome, a.end_reason, a.final_status) for a in delivery.attempts] == [
-        (first.sid, "adopted", flow.END_KEY_2, "completed")
+        (first.sid, "placed", flow.END_KEY_2, "completed")
     ]
     assert second.sid != first.sid

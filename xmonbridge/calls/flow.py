@@ -229,9 +229,10 @@ def adopt(attempt: Attempt, sid: str, now: datetime) -> None:
 
     That answer never comes when the process placing the call died during the request, and
     the callee may work the call before another dispatcher has found it at Twilio: the
-    webhook's CallSid is then recorded here, so the attempt is settled with its SID and the
-    delivery is in that call. A dispatcher whose answer does come later finds the attempt
-    settled and leaves it.
+    webhook's CallSid is then recorded here, so the attempt is settled (placed: the signed
+    webhook shows Twilio made the call) with its SID and the delivery is in that call. The
+    webhook of a live dispatcher's call can also beat the create's answer: that dispatcher
+    then finds the attempt settled and leaves it.
     """
     if attempt.sid or not sid or attempt.outcome != OUTCOME_PENDING:
         return
@@ -239,7 +240,7 @@ def adopt(attempt: Attempt, sid: str, now: datetime) -> None:
     done = db.session.execute(
         update(Attempt)
         .where(Attempt.id == attempt.id, Attempt.outcome == OUTCOME_PENDING, Attempt.sid == "")
-        .values(sid=sid, outcome=OUTCOME_ADOPTED, finished_at=now)
+        .values(sid=sid, outcome=OUTCOME_PLACED, finished_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if done == 1 and delivery.attempts[-1].id == attempt.id:
